@@ -1,0 +1,21 @@
+//! The C ABI: a thin shell over the safe Rust API. `build.rs` runs cbindgen on this
+//! module (and only this module) to write `include/sphana_llm.h`; the `///` comments here
+//! are the C user's manual.
+//!
+//! Every entry point: checks each pointer, validates UTF-8, never lets a panic cross the
+//! boundary (it becomes `SPHANA_LLM_ERR_INTERNAL`), records a message for
+//! `sphana_llm_last_error()` on failure, and may be called from any number of threads.
+//! Handles are opaque tokens looked up in a registry, so a freed or forged handle is
+//! reported as `SPHANA_LLM_ERR_INVALID_ARGUMENT` instead of touching freed memory.
+
+// The safety contract of every `unsafe extern "C"` entry point is its C contract, written
+// in its doc comment: pointers are NULL or valid for the sizes the caller passes.
+#![allow(clippy::missing_safety_doc)]
+
+mod common;
+mod model;
+mod tokenize;
+
+pub use self::common::*;
+pub use self::model::*;
+pub use self::tokenize::*;

@@ -1,0 +1,294 @@
+//! Loading and freeing models; load options; model facts (vocabulary, BOS/EOS).
+
+use std::ffi::c_char;
+use std::path::PathBuf;
+
+use once_cell::sync::Lazy;
+
+use super::common::*;
+use crate::error::{Error, Result};
+use crate::model::{
+    ExecutionProvider, LoadOptions, Model, DEFAULT_MAX_BATCH_TEXTS, DEFAULT_MAX_INPUT_BYTES,
+};
+use crate::tokenizer::TokenizerFormat;
+
+/// Detect the tokenizer format (`tokenizer.json` wins over `tokenizer.model`).
+pub const SPHANA_LLM_FORMAT_AUTO: i32 = 0;
+/// HF `tokenizer.json`.
+pub const SPHANA_LLM_FORMAT_HF_JSON: i32 = 1;
+/// SentencePiece `tokenizer.model` (protobuf).
+pub const SPHANA_LLM_FORMAT_SENTENCEPIECE: i32 = 2;
+/// tiktoken rank file `tokenizer.model` (Llama 3's original checkpoint format).
+pub const SPHANA_LLM_FORMAT_TIKTOKEN: i32 = 3;
+
+/// Run on ONNX Runtime's CPU execution provider.
+pub const SPHANA_LLM_PROVIDER_CPU: i32 = 0;
+/// Run on ONNX Runtime's CUDA execution provider (`device_id` selects the GPU).
+pub const SPHANA_LLM_PROVIDER_CUDA: i32 = 1;
+
+/// An opaque, thread-safe model handle. One handle may be used by any number of threads
+/// at once; free it once, with `sphana_llm_free`, after every other call on it returned.
+pub struct SphanaLlmModel {
+    _opaque: [u8; 0],
+}
+
+/// Options for `sphana_llm_load`. Get the defaults from `sphana_llm_load_options_default()`
+/// and change what you need; `struct_size` lets later library versions add fields:
+/// a caller built against a newer header may pass a larger struct as long as the fields
+/// this library does not know are zero.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SphanaLlmLoadOptions {
+    /// `sizeof(SphanaLlmLoadOptions)` as the caller compiled it.
+    pub struct_size: u32,
+    /// One of `SPHANA_LLM_FORMAT_*`; default `SPHANA_LLM_FORMAT_AUTO`.
+    pub tokenizer_format: i32,
+    /// Absolute path of `libonnxruntime.so`, or NULL: then `ORT_DYLIB_PATH`, then
+    /// `libonnxruntime.so` next to `libsphana_llm.so`. Only the first load in a process decides.
+    pub ort_library_path: *const c_char,
+    /// ONNX file name inside the model directory, or NULL: `model.onnx`, else the only `*.onnx`.
+    pub onnx_file_name: *const c_char,
+    /// ONNX Runtime intra-op threads; 0 (default) lets ONNX Runtime decide.
+    pub intra_op_threads: i32,
+    /// One of `SPHANA_LLM_PROVIDER_*`; default CPU.
+    pub execution_provider: i32,
+    /// CUDA device ordinal (default 0).
+    pub device_id: i32,
+    /// Non-zero: when CUDA cannot be enabled, run on CPU instead of failing the load. Default 0.
+    pub allow_cpu_fallback: u32,
+    /// Largest text in bytes one call accepts (default 256 MiB); larger is `SPHANA_LLM_ERR_LIMIT_EXCEEDED`.
+    pub max_input_bytes: u64,
+    /// Most texts one `sphana_llm_tokenize_batch` call accepts (default 65536).
+    pub max_batch_texts: u64,
+}
+
+/// The default load options (`struct_size` already set).
+#[no_mangle]
+pub extern "C" fn sphana_llm_load_options_default() -> SphanaLlmLoadOptions {
+    SphanaLlmLoadOptions {
+        struct_size: std::mem::size_of::<SphanaLlmLoadOptions>() as u32,
+        tokenizer_format: SPHANA_LLM_FORMAT_AUTO,
+        ort_library_path: std::ptr::null(),
+        onnx_file_name: std::ptr::null(),
+        intra_op_threads: 0,
+        execution_provider: SPHANA_LLM_PROVIDER_CPU,
+        device_id: 0,
+        allow_cpu_fallback: 0,
+        max_input_bytes: DEFAULT_MAX_INPUT_BYTES as u64,
+        max_batch_texts: DEFAULT_MAX_BATCH_TEXTS as u64,
+    }
+}
+
+/// Reads a caller's versioned struct: the caller's `struct_size` must cover our struct
+/// (older layouts are listed in `known_older_sizes`), and any bytes past our struct must be zero.
+///
+/// # Safety
+/// `ptr` must be valid for reads of the `struct_size` it declares.
+pub(crate) unsafe fn read_versioned_struct<T: Copy>(ptr: *const T, name: &str) -> Result<T> {
+    // SAFETY: every versioned struct starts with a u32 struct_size.
+    let declared = unsafe { ptr.cast::<u32>().read_unaligned() } as usize;
+    let ours = std::mem::size_of::<T>();
+    if declared < ours {
+        return Err(Error::InvalidArgument(format!(
+            "{name}.struct_size is {declared}, smaller than this library's {ours}; initialise it with the *_default() function"
+        )));
+    }
+    if declared > ours {
+        if declared - ours > 1 << 16 {
+            return Err(Error::InvalidArgument(format!(
+                "{name}.struct_size {declared} is implausibly large"
+            )));
+        }
+        // SAFETY: the caller declared `declared` readable bytes.
+        let tail =
+            unsafe { std::slice::from_raw_parts(ptr.cast::<u8>().add(ours), declared - ours) };
+        if tail.iter().any(|&b| b != 0) {
+            return Err(Error::Unsupported(format!(
+                "{name} sets fields this library version ({}) does not know",
+                crate::VERSION
+            )));
+        }
+    }
+    // SAFETY: at least `ours` bytes are readable.
+    Ok(unsafe { ptr.read_unaligned() })
+}
+
+/// Converts C load options to the Rust ones, validating every field.
+///
+/// # Safety
+/// `options` must be NULL or valid as documented for `sphana_llm_load`.
+unsafe fn load_options_from_c(options: *const SphanaLlmLoadOptions) -> Result<LoadOptions> {
+    if options.is_null() {
+        return Ok(LoadOptions::default());
+    }
+    // SAFETY: forwarded contract.
+    let o = unsafe { read_versioned_struct(options, "SphanaLlmLoadOptions") }?;
+    let tokenizer_format = match o.tokenizer_format {
+        SPHANA_LLM_FORMAT_AUTO => None,
+        v => Some(TokenizerFormat::from_i32(v).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "tokenizer_format {v} is not a SPHANA_LLM_FORMAT_* value"
+            ))
+        })?),
+    };
+    let execution_provider = match o.execution_provider {
+        SPHANA_LLM_PROVIDER_CPU => ExecutionProvider::Cpu,
+        SPHANA_LLM_PROVIDER_CUDA => ExecutionProvider::Cuda,
+        v => {
+            return Err(Error::InvalidArgument(format!(
+                "execution_provider {v} is not a SPHANA_LLM_PROVIDER_* value"
+            )))
+        }
+    };
+    let non_negative = |v: i32, name: &str| -> Result<usize> {
+        usize::try_from(v).map_err(|_| Error::InvalidArgument(format!("{name} is negative ({v})")))
+    };
+    let positive = |v: u64, name: &str| -> Result<usize> {
+        match usize::try_from(v) {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(Error::InvalidArgument(format!(
+                "{name} must be at least 1 (got {v})"
+            ))),
+        }
+    };
+    Ok(LoadOptions {
+        tokenizer_format,
+        // SAFETY: forwarded contract for the string fields.
+        ort_library_path: unsafe { optional_cstr_arg(o.ort_library_path, "ort_library_path") }?
+            .map(PathBuf::from),
+        // SAFETY: as above.
+        onnx_file_name: unsafe { optional_cstr_arg(o.onnx_file_name, "onnx_file_name") }?
+            .map(str::to_owned),
+        intra_op_threads: non_negative(o.intra_op_threads, "intra_op_threads")?,
+        execution_provider,
+        device_id: non_negative(o.device_id, "device_id")? as i32,
+        allow_cpu_fallback: o.allow_cpu_fallback != 0,
+        max_input_bytes: positive(o.max_input_bytes, "max_input_bytes")?,
+        max_batch_texts: positive(o.max_batch_texts, "max_batch_texts")?,
+    })
+}
+
+pub(crate) static MODELS: Lazy<Registry<Model>> = Lazy::new(|| Registry::new("model"));
+
+/// Looks up a model handle.
+pub(crate) fn model_arg(model: *const SphanaLlmModel) -> Result<std::sync::Arc<Model>> {
+    MODELS.get(model as usize)
+}
+
+/// Loads a model directory or a single tokenizer file.
+///
+/// `path`: NUL-terminated UTF-8 path of a model directory (tokenizer file(s), optional
+/// `*.onnx` decoder, `config.json`, `generation_config.json`, `tokenizer_config.json`) or of
+/// one tokenizer file (`tokenizer.json`, or a SentencePiece / tiktoken `tokenizer.model`).
+/// A directory without an ONNX model loads tokenizer-only; generation then fails with
+/// `SPHANA_LLM_ERR_UNSUPPORTED`.
+/// `options`: NULL for the defaults, else see `SphanaLlmLoadOptions`.
+/// `out_model`: receives the new handle; left untouched on failure.
+///
+/// Returns `SPHANA_LLM_OK`; `SPHANA_LLM_ERR_INVALID_ARGUMENT` (NULL path/out_model, bad
+/// options); `SPHANA_LLM_ERR_INVALID_UTF8` (path); `SPHANA_LLM_ERR_IO` (missing path, no
+/// tokenizer file); `SPHANA_LLM_ERR_INVALID_MODEL` (corrupt, truncated or unknown file
+/// contents, configuration naming ids outside the vocabulary); `SPHANA_LLM_ERR_RUNTIME`
+/// (ONNX Runtime missing or too old, model rejected by it); `SPHANA_LLM_ERR_UNSUPPORTED`.
+///
+/// Thread-safe. The handle must be released with `sphana_llm_free`.
+#[no_mangle]
+pub unsafe extern "C" fn sphana_llm_load(
+    path: *const c_char,
+    options: *const SphanaLlmLoadOptions,
+    out_model: *mut *mut SphanaLlmModel,
+) -> i32 {
+    guard(|| {
+        non_null(out_model, "out_model")?;
+        // SAFETY: caller contract for `path` and `options`.
+        let path = unsafe { cstr_arg(path, "path") }?;
+        // SAFETY: as above.
+        let options = unsafe { load_options_from_c(options) }?;
+        let model = Model::load(path, &options)?;
+        let handle = MODELS.insert(model);
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out_model, handle as *mut SphanaLlmModel) };
+        Ok(())
+    })
+}
+
+/// Frees a model. NULL is a no-op. Calls still running on the handle in other threads
+/// finish normally; the memory is released when the last one returns. Freeing a handle
+/// twice is detected and ignored (the error message is set).
+#[no_mangle]
+pub extern "C" fn sphana_llm_free(model: *mut SphanaLlmModel) {
+    guard_void(|| MODELS.remove(model as usize));
+}
+
+/// Writes the vocabulary size (all ids including added/special tokens) to `*out_size`.
+///
+/// Returns `SPHANA_LLM_OK` or `SPHANA_LLM_ERR_INVALID_ARGUMENT` (bad handle, NULL out_size).
+#[no_mangle]
+pub unsafe extern "C" fn sphana_llm_vocab_size(
+    model: *const SphanaLlmModel,
+    out_size: *mut usize,
+) -> i32 {
+    guard(|| {
+        non_null(out_size, "out_size")?;
+        let model = model_arg(model)?;
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out_size, model.tokenizer().vocab_size()) };
+        Ok(())
+    })
+}
+
+/// Writes the tokenizer format that was loaded (`SPHANA_LLM_FORMAT_*`) to `*out_format`.
+#[no_mangle]
+pub unsafe extern "C" fn sphana_llm_tokenizer_format(
+    model: *const SphanaLlmModel,
+    out_format: *mut i32,
+) -> i32 {
+    guard(|| {
+        non_null(out_format, "out_format")?;
+        let model = model_arg(model)?;
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out_format, model.tokenizer().format() as i32) };
+        Ok(())
+    })
+}
+
+/// Writes the beginning-of-sequence id to `*out_id`, or -1 when the tokenizer has none.
+#[no_mangle]
+pub unsafe extern "C" fn sphana_llm_bos_id(model: *const SphanaLlmModel, out_id: *mut i32) -> i32 {
+    guard(|| {
+        non_null(out_id, "out_id")?;
+        let model = model_arg(model)?;
+        let id = model.tokenizer().bos_id().map_or(-1, |id| id as i32);
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out_id, id) };
+        Ok(())
+    })
+}
+
+/// Copies the end-of-sequence ids (generation stops on any of them) into `out_ids`.
+///
+/// The set comes from `generation_config.json`, else `config.json`, else
+/// `tokenizer_config.json`'s eos_token, else the tokenizer itself (e.g. Llama 3.2 Instruct:
+/// 128001, 128008, 128009). It may be empty. `*out_count` receives the number of ids; with
+/// `capacity` too small the call returns `SPHANA_LLM_ERR_BUFFER_TOO_SMALL` and writes only
+/// `*out_count` (pass NULL and 0 to ask for the count).
+#[no_mangle]
+pub unsafe extern "C" fn sphana_llm_eos_ids(
+    model: *const SphanaLlmModel,
+    out_ids: *mut i32,
+    capacity: usize,
+    out_count: *mut usize,
+) -> i32 {
+    guard(|| {
+        check_buffer(out_ids, capacity, out_count, "out_ids")?;
+        let model = model_arg(model)?;
+        let ids: Vec<i32> = model
+            .tokenizer()
+            .eos_ids()
+            .iter()
+            .map(|&id| id as i32)
+            .collect();
+        // SAFETY: buffer checked above.
+        unsafe { fill_buffer(&ids, out_ids, capacity, out_count) }
+    })
+}

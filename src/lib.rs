@@ -1,0 +1,16 @@
+//! sphana-llm: exact LLM tokenizers and text generation over ONNX Runtime, with a C ABI.
+//!
+//! The safe Rust API ([`Model`], [`tokenizer::Tokenizer`], ...) carries all logic; the
+//! [`ffi`] module is a thin C shell over it (see `include/sphana_llm.h`).
+
+pub mod error;
+pub mod ffi;
+pub mod model;
+pub mod tokenizer;
+
+pub use error::{Error, Result, Status};
+pub use model::{LoadOptions, Model};
+pub use tokenizer::{EncodeOptions, Encoding, Tokenizer, TokenizerFormat};
+
+/// The crate version, as in `Cargo.toml`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

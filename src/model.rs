@@ -1,0 +1,138 @@
+//! A loaded model: its tokenizer and, when the directory has an ONNX decoder, the engine.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::tokenizer::{EncodeOptions, Encoding, Tokenizer, TokenizerFormat};
+
+/// Where the model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExecutionProvider {
+    /// ONNX Runtime's CPU provider.
+    #[default]
+    Cpu,
+    /// ONNX Runtime's CUDA provider on `LoadOptions::device_id`.
+    Cuda,
+}
+
+/// Everything that can be set when loading a model. `Default` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Force a tokenizer format instead of detecting it (`None`: `tokenizer.json` wins).
+    pub tokenizer_format: Option<TokenizerFormat>,
+    /// Path of `libonnxruntime.so`; `None`: `ORT_DYLIB_PATH`, then next to this library.
+    pub ort_library_path: Option<PathBuf>,
+    /// ONNX file name inside the model directory; `None`: `model.onnx`, else the only `*.onnx`.
+    pub onnx_file_name: Option<String>,
+    /// ONNX Runtime intra-op threads; 0 lets ONNX Runtime decide.
+    pub intra_op_threads: usize,
+    /// CPU or CUDA.
+    pub execution_provider: ExecutionProvider,
+    /// CUDA device ordinal.
+    pub device_id: i32,
+    /// When CUDA cannot be enabled, run on CPU instead of failing the load.
+    pub allow_cpu_fallback: bool,
+    /// Largest text (bytes) one tokenize/generate call accepts.
+    pub max_input_bytes: usize,
+    /// Most texts one batch-tokenize call accepts.
+    pub max_batch_texts: usize,
+}
+
+/// Default for [`LoadOptions::max_input_bytes`]: 256 MiB.
+pub const DEFAULT_MAX_INPUT_BYTES: usize = 256 << 20;
+/// Default for [`LoadOptions::max_batch_texts`].
+pub const DEFAULT_MAX_BATCH_TEXTS: usize = 1 << 16;
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            tokenizer_format: None,
+            ort_library_path: None,
+            onnx_file_name: None,
+            intra_op_threads: 0,
+            execution_provider: ExecutionProvider::Cpu,
+            device_id: 0,
+            allow_cpu_fallback: false,
+            max_input_bytes: DEFAULT_MAX_INPUT_BYTES,
+            max_batch_texts: DEFAULT_MAX_BATCH_TEXTS,
+        }
+    }
+}
+
+/// A loaded model directory (or a single tokenizer file). Thread-safe; share with `Arc`.
+pub struct Model {
+    tokenizer: Arc<Tokenizer>,
+    options: LoadOptions,
+    path: PathBuf,
+}
+
+impl Model {
+    /// Loads `path`: a model directory or a single tokenizer file.
+    pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Self> {
+        let path = path.as_ref();
+        let tokenizer = Tokenizer::from_path(path, options.tokenizer_format)?;
+        Ok(Self {
+            tokenizer: Arc::new(tokenizer),
+            options: options.clone(),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Arc<Tokenizer> {
+        &self.tokenizer
+    }
+
+    /// The options the model was loaded with.
+    pub fn options(&self) -> &LoadOptions {
+        &self.options
+    }
+
+    /// The path the model was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Rejects inputs larger than [`LoadOptions::max_input_bytes`].
+    pub fn check_input_len(&self, len: usize) -> Result<()> {
+        if len > self.options.max_input_bytes {
+            return Err(Error::LimitExceeded(format!(
+                "input of {len} bytes is larger than max_input_bytes ({})",
+                self.options.max_input_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Token ids of `text` (see [`Tokenizer::encode`]), after the input-size check.
+    pub fn tokenize(&self, text: &str, options: EncodeOptions) -> Result<Vec<u32>> {
+        self.check_input_len(text.len())?;
+        self.tokenizer.encode(text, options)
+    }
+
+    /// Token ids and byte offsets of `text`, after the input-size check.
+    pub fn tokenize_with_offsets(&self, text: &str, options: EncodeOptions) -> Result<Encoding> {
+        self.check_input_len(text.len())?;
+        self.tokenizer.encode_with_offsets(text, options)
+    }
+
+    /// Token ids of many texts, in parallel, after the batch and input-size checks.
+    pub fn tokenize_batch<S: AsRef<str> + Sync>(
+        &self,
+        texts: &[S],
+        options: EncodeOptions,
+    ) -> Result<Vec<Vec<u32>>> {
+        if texts.len() > self.options.max_batch_texts {
+            return Err(Error::LimitExceeded(format!(
+                "batch of {} texts is larger than max_batch_texts ({})",
+                texts.len(),
+                self.options.max_batch_texts
+            )));
+        }
+        for t in texts {
+            self.check_input_len(t.as_ref().len())?;
+        }
+        self.tokenizer.encode_batch(texts, options)
+    }
+}

@@ -1,0 +1,173 @@
+//! Format 1: HF `tokenizer.json`, run by the `tokenizers` crate.
+//!
+//! Special-token parsing is a per-call switch in sphana-llm but a per-instance setting
+//! in `tokenizers` (`encode_special_tokens`). We therefore keep two pipelines that share
+//! one model (vocabulary, merges, BPE cache) through an `Arc`, so the switch costs no
+//! second copy of the vocabulary.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokenizers::models::TrainerWrapper;
+use tokenizers::{
+    DecoderWrapper, Model, ModelWrapper, NormalizerWrapper, PostProcessorWrapper,
+    PreTokenizerWrapper, Token, TokenizerImpl,
+};
+
+use super::Encoding;
+use crate::error::{Error, Result};
+
+/// A `tokenizers` model shared by the two pipelines.
+#[derive(Clone)]
+pub(crate) struct SharedModel(Arc<ModelWrapper>);
+
+impl Model for SharedModel {
+    type Trainer = TrainerWrapper;
+
+    fn tokenize(&self, sequence: &str) -> tokenizers::Result<Vec<Token>> {
+        self.0.tokenize(sequence)
+    }
+    fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.0.token_to_id(token)
+    }
+    fn id_to_token(&self, id: u32) -> Option<String> {
+        self.0.id_to_token(id)
+    }
+    fn get_vocab(&self) -> HashMap<String, u32> {
+        self.0.get_vocab()
+    }
+    fn get_vocab_size(&self) -> usize {
+        self.0.get_vocab_size()
+    }
+    fn save(&self, folder: &Path, prefix: Option<&str>) -> tokenizers::Result<Vec<PathBuf>> {
+        self.0.save(folder, prefix)
+    }
+    fn get_trainer(&self) -> TrainerWrapper {
+        self.0.get_trainer()
+    }
+}
+
+type Pipeline = TokenizerImpl<
+    SharedModel,
+    NormalizerWrapper,
+    PreTokenizerWrapper,
+    PostProcessorWrapper,
+    DecoderWrapper,
+>;
+
+/// A loaded HF tokenizer with both special-token modes.
+pub(crate) struct HfTokenizer {
+    /// Special-token text in the input becomes the special id.
+    parsing_special: Pipeline,
+    /// Special-token text in the input is tokenized as ordinary text.
+    literal_special: Pipeline,
+}
+
+impl HfTokenizer {
+    /// Parses `tokenizer.json` bytes; `path` is used in error messages only.
+    pub(crate) fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        let tokenizer = tokenizers::Tokenizer::from_bytes(bytes)
+            .map_err(|e| Error::invalid_model(path, format!("not a valid tokenizer.json: {e}")))?;
+        Ok(Self::from_tokenizer(tokenizer))
+    }
+
+    /// Wraps an already-built `tokenizers` pipeline (used by the tiktoken loader).
+    pub(crate) fn from_tokenizer(tokenizer: tokenizers::Tokenizer) -> Self {
+        let inner = tokenizer.into_inner();
+        let model = SharedModel(Arc::new(inner.get_model().clone()));
+        let build = |encode_special_as_text: bool| -> Pipeline {
+            let mut p = TokenizerImpl::new(model.clone());
+            if let Some(n) = inner.get_normalizer() {
+                // Cannot fail: the normalizer was already accepted by `tokenizers`.
+                let _ = p.with_normalizer(Some(n.clone()));
+            }
+            p.with_pre_tokenizer(inner.get_pre_tokenizer().cloned())
+                .with_post_processor(inner.get_post_processor().cloned())
+                .with_decoder(inner.get_decoder().cloned())
+                .with_added_vocabulary(inner.get_added_vocabulary().clone());
+            p.set_encode_special_tokens(encode_special_as_text);
+            p
+        };
+        Self {
+            parsing_special: build(false),
+            literal_special: build(true),
+        }
+    }
+
+    fn pipeline(&self, parse_special: bool) -> &Pipeline {
+        if parse_special {
+            &self.parsing_special
+        } else {
+            &self.literal_special
+        }
+    }
+
+    /// Token ids (and byte offsets when `with_offsets`) for `text`.
+    pub(crate) fn encode(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+        with_offsets: bool,
+    ) -> Result<Encoding> {
+        let pipeline = self.pipeline(parse_special);
+        let encoding = if with_offsets {
+            pipeline.encode(text, add_special)
+        } else {
+            pipeline.encode_fast(text, add_special)
+        }
+        .map_err(|e| Error::Internal(format!("tokenizers failed to encode: {e}")))?;
+        let offsets = if with_offsets {
+            encoding.get_offsets().to_vec()
+        } else {
+            Vec::new()
+        };
+        Ok(Encoding {
+            ids: encoding.get_ids().to_vec(),
+            offsets,
+        })
+    }
+
+    /// Text for `ids`, all of which the caller has checked to be in range.
+    pub(crate) fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
+        self.parsing_special
+            .decode(ids, skip_special)
+            .map_err(|e| Error::Internal(format!("tokenizers failed to decode: {e}")))
+    }
+
+    /// Vocabulary size including added tokens (ids run from 0 to this minus one, possibly with holes).
+    pub(crate) fn vocab_size(&self) -> usize {
+        self.parsing_special.get_vocab_size(true)
+    }
+
+    /// The id of a token string (model vocabulary or added token).
+    pub(crate) fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.parsing_special.token_to_id(token)
+    }
+
+    /// The token string of an id.
+    pub(crate) fn id_to_token(&self, id: u32) -> Option<String> {
+        self.parsing_special.id_to_token(id)
+    }
+
+    /// Ids of the added tokens marked `special`, with their text.
+    pub(crate) fn special_tokens(&self) -> Vec<(u32, String)> {
+        let mut specials: Vec<(u32, String)> = self
+            .parsing_special
+            .get_added_tokens_decoder()
+            .into_iter()
+            .filter(|(_, t)| t.special)
+            .map(|(id, t)| (id, t.content))
+            .collect();
+        specials.sort_unstable();
+        specials
+    }
+
+    /// The id the post-processor puts first when special tokens are added, if any
+    /// (e.g. `<|begin_of_text|>` for Llama 3): found by encoding the empty string.
+    pub(crate) fn leading_special_id(&self) -> Option<u32> {
+        let encoding = self.parsing_special.encode_fast("", true).ok()?;
+        encoding.get_ids().first().copied()
+    }
+}
