@@ -201,6 +201,12 @@ typedef struct SphanaLlmLoadOptions {
    * Most texts one `sphana_llm_tokenize_batch` call accepts (default 65536).
    */
   uint64_t max_batch_texts;
+  /**
+   * ONNX Runtime sessions for the model (default 1). Each holds its own copy of the
+   * weights; with N sessions, N generations can be inside `session.run` at once.
+   * Generations beyond that interleave step by step.
+   */
+  uint32_t session_count;
 } SphanaLlmLoadOptions;
 
 /**

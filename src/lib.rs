@@ -3,13 +3,16 @@
 //! The safe Rust API ([`Model`], [`tokenizer::Tokenizer`], ...) carries all logic; the
 //! [`ffi`] module is a thin C shell over it (see `include/sphana_llm.h`).
 
+pub mod engine;
 pub mod error;
 pub mod ffi;
+pub mod generation;
 pub mod model;
 pub mod tokenizer;
 
 pub use error::{Error, Result, Status};
-pub use model::{LoadOptions, Model};
+pub use generation::{CancelToken, FinishReason, Flow, GenerateParams, GenerateStats, Generation};
+pub use model::{ExecutionProvider, LoadOptions, Model};
 pub use tokenizer::{EncodeOptions, Encoding, Tokenizer, TokenizerFormat};
 
 /// The crate version, as in `Cargo.toml`.

@@ -3,7 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::engine::{find_onnx_file, Engine};
 use crate::error::{Error, Result};
+use crate::generation::{generate, Flow, GenerateParams, Generation};
+use crate::tokenizer::config::ModelConfig;
 use crate::tokenizer::{EncodeOptions, Encoding, Tokenizer, TokenizerFormat};
 
 /// Where the model runs.
@@ -33,6 +36,9 @@ pub struct LoadOptions {
     pub device_id: i32,
     /// When CUDA cannot be enabled, run on CPU instead of failing the load.
     pub allow_cpu_fallback: bool,
+    /// ONNX Runtime sessions per model (each holds its own copy of the weights): how many
+    /// `session.run` calls of concurrent generations can execute at the same time. Default 1.
+    pub session_count: usize,
     /// Largest text (bytes) one tokenize/generate call accepts.
     pub max_input_bytes: usize,
     /// Most texts one batch-tokenize call accepts.
@@ -54,6 +60,7 @@ impl Default for LoadOptions {
             execution_provider: ExecutionProvider::Cpu,
             device_id: 0,
             allow_cpu_fallback: false,
+            session_count: 1,
             max_input_bytes: DEFAULT_MAX_INPUT_BYTES,
             max_batch_texts: DEFAULT_MAX_BATCH_TEXTS,
         }
@@ -63,20 +70,83 @@ impl Default for LoadOptions {
 /// A loaded model directory (or a single tokenizer file). Thread-safe; share with `Arc`.
 pub struct Model {
     tokenizer: Arc<Tokenizer>,
+    engine: Option<Engine>,
     options: LoadOptions,
     path: PathBuf,
 }
 
 impl Model {
     /// Loads `path`: a model directory or a single tokenizer file.
+    ///
+    /// A directory with an ONNX decoder (see [`LoadOptions::onnx_file_name`]) loads the
+    /// engine too; without one, or for a single tokenizer file, the model is tokenizer-only
+    /// and generation fails with [`Error::Unsupported`].
     pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Self> {
         let path = path.as_ref();
         let tokenizer = Tokenizer::from_path(path, options.tokenizer_format)?;
+        let engine = if path.is_dir() {
+            match find_onnx_file(path, options.onnx_file_name.as_deref())? {
+                Some(file) => {
+                    let config = ModelConfig::read(path)?;
+                    let engine = Engine::load(&file, options, config.architecture.as_ref())?;
+                    check_vocabularies(&tokenizer, &engine, &file)?;
+                    Some(engine)
+                }
+                None => None,
+            }
+        } else {
+            None
+        };
         Ok(Self {
             tokenizer: Arc::new(tokenizer),
+            engine,
             options: options.clone(),
             path: path.to_path_buf(),
         })
+    }
+
+    /// The decoder engine, or `None` for a tokenizer-only load.
+    pub fn engine(&self) -> Option<&Engine> {
+        self.engine.as_ref()
+    }
+
+    fn require_engine(&self) -> Result<&Engine> {
+        self.engine.as_ref().ok_or_else(|| {
+            Error::Unsupported(format!(
+                "{} was loaded tokenizer-only (no ONNX model), so it cannot generate",
+                self.path.display()
+            ))
+        })
+    }
+
+    /// Tokenizes `prompt` (BOS and special-token parsing as `params` say) and generates.
+    pub fn generate(
+        &self,
+        prompt: &str,
+        params: &GenerateParams,
+        on_text: &mut dyn FnMut(&str) -> Flow,
+    ) -> Result<Generation> {
+        let engine = self.require_engine()?;
+        let ids = self.tokenize(
+            prompt,
+            EncodeOptions {
+                add_special: params.add_special,
+                parse_special: params.parse_special,
+            },
+        )?;
+        generate::generate(engine, &self.tokenizer, &ids, params, on_text)
+    }
+
+    /// Generates from prompt ids the caller built (no BOS is added).
+    pub fn generate_from_ids(
+        &self,
+        prompt_ids: &[u32],
+        params: &GenerateParams,
+        on_text: &mut dyn FnMut(&str) -> Flow,
+    ) -> Result<Generation> {
+        let engine = self.require_engine()?;
+        self.tokenizer.check_ids(prompt_ids)?;
+        generate::generate(engine, &self.tokenizer, prompt_ids, params, on_text)
     }
 
     /// The tokenizer.
@@ -135,4 +205,31 @@ impl Model {
         }
         self.tokenizer.encode_batch(texts, options)
     }
+}
+
+/// The model must be able to embed every id ordinary text can tokenize to: ids the
+/// tokenizer has beyond the model's logits width must all be special tokens.
+fn check_vocabularies(tokenizer: &Tokenizer, engine: &Engine, file: &Path) -> Result<()> {
+    let Some(model_vocab) = engine.layout().logits_vocab else {
+        return Ok(());
+    };
+    let tokenizer_vocab = tokenizer.vocab_size();
+    let uncovered = (model_vocab..tokenizer_vocab).find(|&id| !tokenizer.is_special(id as u32));
+    let named_special = tokenizer
+        .bos_id()
+        .into_iter()
+        .chain(tokenizer.eos_ids().iter().copied());
+    if let Some(id) = uncovered.map(|id| id as u32).or_else(|| {
+        named_special
+            .into_iter()
+            .find(|&id| id as usize >= model_vocab)
+    }) {
+        return Err(Error::invalid_model(
+            file,
+            format!(
+                "the model's vocabulary ({model_vocab} logits) does not cover the tokenizer's ({tokenizer_vocab} ids; id {id} has no logit): tokenizer and model do not belong together"
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -60,6 +60,10 @@ pub struct SphanaLlmLoadOptions {
     pub max_input_bytes: u64,
     /// Most texts one `sphana_llm_tokenize_batch` call accepts (default 65536).
     pub max_batch_texts: u64,
+    /// ONNX Runtime sessions for the model (default 1). Each holds its own copy of the
+    /// weights; with N sessions, N generations can be inside `session.run` at once.
+    /// Generations beyond that interleave step by step.
+    pub session_count: u32,
 }
 
 /// The default load options (`struct_size` already set).
@@ -76,6 +80,7 @@ pub extern "C" fn sphana_llm_load_options_default() -> SphanaLlmLoadOptions {
         allow_cpu_fallback: 0,
         max_input_bytes: DEFAULT_MAX_INPUT_BYTES as u64,
         max_batch_texts: DEFAULT_MAX_BATCH_TEXTS as u64,
+        session_count: 1,
     }
 }
 
@@ -165,6 +170,7 @@ unsafe fn load_options_from_c(options: *const SphanaLlmLoadOptions) -> Result<Lo
         allow_cpu_fallback: o.allow_cpu_fallback != 0,
         max_input_bytes: positive(o.max_input_bytes, "max_input_bytes")?,
         max_batch_texts: positive(o.max_batch_texts, "max_batch_texts")?,
+        session_count: positive(o.session_count.into(), "session_count")?,
     })
 }
 

@@ -69,3 +69,37 @@ pub fn ids(value: &serde_json::Value) -> Vec<u32> {
         .map(|v| v.as_u64().expect("id") as u32)
         .collect()
 }
+
+/// The ONNX Runtime library the generation tests use: `ORT_DYLIB_PATH`, else the 1.23.2
+/// copy fetched by `scripts/fetch_onnxruntime.py`.
+pub fn ort_library() -> PathBuf {
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
+        return PathBuf::from(path);
+    }
+    let path = assets_dir().join("onnxruntime/1.23.2/libonnxruntime.so");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `python3 scripts/fetch_onnxruntime.py` (or `scripts/test.sh`)",
+        path.display()
+    );
+    path
+}
+
+/// Load options pointing at the test ONNX Runtime.
+pub fn load_options() -> sphana_llm::LoadOptions {
+    sphana_llm::LoadOptions {
+        ort_library_path: Some(ort_library()),
+        ..Default::default()
+    }
+}
+
+/// A built test model directory (`tiny-llama/fp32`, `smollm2-135m-instruct`, ...).
+pub fn model_dir(name: &str) -> PathBuf {
+    let dir = assets_dir().join("models").join(name);
+    assert!(
+        dir.is_dir(),
+        "{} is missing: run `python3 scripts/make_tiny_models.py` and `python3 scripts/convert_smollm2.py` (or `scripts/test.sh`)",
+        dir.display()
+    );
+    dir
+}

@@ -1,0 +1,451 @@
+//! The ONNX decoder engine: session(s), input/output discovery and the KV cache.
+//!
+//! * [`runtime`] — loading ONNX Runtime once per process;
+//! * [`layout`] — what the model's inputs and outputs are;
+//! * this module — the session pool and one forward step of a sequence.
+
+pub mod layout;
+pub mod runtime;
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use ort::memory::Allocator;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynTensor, DynValue, Tensor, TensorElementType};
+
+use self::layout::DecoderLayout;
+use self::runtime::Runtime;
+use crate::error::{Error, Result};
+use crate::model::{ExecutionProvider, LoadOptions};
+use crate::tokenizer::config::ArchitectureConfig;
+
+fn ort_error(context: &str) -> impl Fn(ort::Error) -> Error + '_ {
+    move |e| Error::Runtime(format!("{context}: {e}"))
+}
+
+/// Finds the ONNX file of a model directory: the named one, else `model.onnx`, else the
+/// only `*.onnx`. `Ok(None)` when the directory has none (tokenizer-only load).
+pub fn find_onnx_file(dir: &Path, name: Option<&str>) -> Result<Option<PathBuf>> {
+    if let Some(name) = name {
+        let path = dir.join(name);
+        return if path.is_file() {
+            Ok(Some(path))
+        } else {
+            Err(Error::io(
+                &path,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the ONNX file named in the load options does not exist",
+                ),
+            ))
+        };
+    }
+    let default = dir.join("model.onnx");
+    if default.is_file() {
+        return Ok(Some(default));
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx") && p.is_file())
+        .collect();
+    found.sort();
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(found.pop()),
+        _ => Err(Error::invalid_model(
+            dir,
+            format!(
+                "several ONNX files and no model.onnx; choose one with onnx_file_name ({})",
+                found
+                    .iter()
+                    .filter_map(|p| p.file_name()?.to_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+/// Sessions of one model; a step borrows one for the duration of `session.run`.
+struct SessionPool {
+    free: Mutex<Vec<Session>>,
+    returned: Condvar,
+}
+
+struct PooledSession<'p> {
+    pool: &'p SessionPool,
+    session: Option<Session>,
+}
+
+impl SessionPool {
+    fn acquire(&self) -> PooledSession<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(session) = free.pop() {
+                return PooledSession {
+                    pool: self,
+                    session: Some(session),
+                };
+            }
+            free = self.returned.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl Drop for PooledSession<'_> {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            self.pool
+                .free
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(session);
+            self.pool.returned.notify_one();
+        }
+    }
+}
+
+/// A loaded decoder.
+pub struct Engine {
+    pool: SessionPool,
+    layout: DecoderLayout,
+    context_length: Option<usize>,
+    model_file: PathBuf,
+    runtime: Runtime,
+    provider: ExecutionProvider,
+    session_count: usize,
+}
+
+/// The state of one sequence being generated: its KV cache (or, for models without
+/// one, all ids so far) and timing.
+pub struct Sequence {
+    /// `present` tensors of the last step, fed back as `past` (key, value per layer).
+    past: Vec<DynValue>,
+    /// Tokens already in the cache.
+    past_len: usize,
+    /// Every id fed so far (used by models without a KV cache).
+    all_ids: Vec<i64>,
+    /// Logits of the last position of the last step.
+    logits: Vec<f32>,
+    /// Time spent inside `session.run`.
+    pub run_time: Duration,
+}
+
+impl Sequence {
+    /// Tokens the model has seen so far.
+    pub fn len(&self) -> usize {
+        self.past_len
+    }
+
+    /// True before the first step.
+    pub fn is_empty(&self) -> bool {
+        self.past_len == 0
+    }
+
+    /// The last position's logits from the latest step.
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+
+    /// Mutable logits (sampling edits them in place).
+    pub fn logits_mut(&mut self) -> &mut [f32] {
+        &mut self.logits
+    }
+}
+
+impl Engine {
+    /// Loads `file` with the given options; `config` supplies dimensions the graph leaves symbolic.
+    pub fn load(
+        file: &Path,
+        options: &LoadOptions,
+        config: Option<&ArchitectureConfig>,
+    ) -> Result<Self> {
+        let runtime = runtime::runtime(options.ort_library_path.as_deref())?;
+        let session_count = options.session_count.max(1);
+        let mut sessions = Vec::with_capacity(session_count);
+        let mut provider = options.execution_provider;
+        for _ in 0..session_count {
+            let (session, used) = Self::build_session(&runtime, file, options)?;
+            provider = used;
+            sessions.push(session);
+        }
+        let layout = DecoderLayout::discover(&sessions[0], file, config)?;
+        Ok(Self {
+            pool: SessionPool {
+                free: Mutex::new(sessions),
+                returned: Condvar::new(),
+            },
+            layout,
+            context_length: config.and_then(|c| c.max_position_embeddings),
+            model_file: file.to_path_buf(),
+            runtime,
+            provider,
+            session_count,
+        })
+    }
+
+    fn build_session(
+        runtime: &Runtime,
+        file: &Path,
+        options: &LoadOptions,
+    ) -> Result<(Session, ExecutionProvider)> {
+        let fail = ort_error("configuring the ONNX Runtime session");
+        let base = || -> Result<ort::session::builder::SessionBuilder> {
+            let mut builder = Session::builder(&runtime.environment)
+                .map_err(&fail)?
+                .with_optimization_level(GraphOptimizationLevel::Level3)
+                .map_err(|e| fail(e.into()))?;
+            if options.intra_op_threads > 0 {
+                builder = builder
+                    .with_intra_threads(options.intra_op_threads)
+                    .map_err(|e| fail(e.into()))?;
+            }
+            Ok(builder)
+        };
+        let commit = |mut builder: ort::session::builder::SessionBuilder| {
+            builder.commit_from_file(file).map_err(|e| {
+                Error::invalid_model(file, format!("ONNX Runtime cannot load the model: {e}"))
+            })
+        };
+        match options.execution_provider {
+            ExecutionProvider::Cpu => Ok((commit(base()?)?, ExecutionProvider::Cpu)),
+            ExecutionProvider::Cuda => {
+                let cuda = ort::ep::CUDA::default()
+                    .with_device_id(options.device_id)
+                    .build()
+                    .error_on_failure();
+                let attempt = base()?
+                    .with_execution_providers([cuda])
+                    .map_err(|e| e.into());
+                match attempt {
+                    Ok(builder) => Ok((commit(builder)?, ExecutionProvider::Cuda)),
+                    Err(e) if options.allow_cpu_fallback => {
+                        let _: ort::Error = e;
+                        Ok((commit(base()?)?, ExecutionProvider::Cpu))
+                    }
+                    Err(e) => Err(Error::Runtime(format!(
+                        "the CUDA execution provider (device {}) cannot be enabled: {e}; set allow_cpu_fallback to run on CPU instead",
+                        options.device_id
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// The model's interface.
+    pub fn layout(&self) -> &DecoderLayout {
+        &self.layout
+    }
+
+    /// Context length from `config.json`, if known.
+    pub fn context_length(&self) -> Option<usize> {
+        self.context_length
+    }
+
+    /// The ONNX file.
+    pub fn model_file(&self) -> &Path {
+        &self.model_file
+    }
+
+    /// The ONNX Runtime in use.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The execution provider actually in use (CPU after a permitted CUDA fallback).
+    pub fn provider(&self) -> ExecutionProvider {
+        self.provider
+    }
+
+    /// Number of sessions (concurrent `session.run` calls).
+    pub fn session_count(&self) -> usize {
+        self.session_count
+    }
+
+    /// A new, empty sequence.
+    pub fn new_sequence(&self) -> Sequence {
+        Sequence {
+            past: Vec::new(),
+            past_len: 0,
+            all_ids: Vec::new(),
+            logits: Vec::new(),
+            run_time: Duration::ZERO,
+        }
+    }
+
+    fn empty_past(&self) -> Result<Vec<DynValue>> {
+        let allocator = Allocator::default();
+        let shape = [1usize, self.layout.kv_heads, 0, self.layout.head_dim];
+        (0..self.layout.layers.len() * 2)
+            .map(|_| {
+                DynTensor::new(&allocator, self.layout.kv_dtype.element_type(), shape)
+                    .map(DynTensor::into_dyn)
+                    .map_err(ort_error("allocating an empty KV cache"))
+            })
+            .collect()
+    }
+
+    /// Runs the model on `new_ids` appended to `sequence`, leaving the last position's
+    /// logits in the sequence and the updated cache in place. On error the sequence
+    /// must not be used again.
+    pub fn forward(&self, sequence: &mut Sequence, new_ids: &[u32]) -> Result<()> {
+        if new_ids.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a step needs at least one token".into(),
+            ));
+        }
+        let layout = &self.layout;
+        let cached = layout.has_kv_cache();
+        let past_len = sequence.past_len;
+        let new_len = new_ids.len();
+        let total = past_len + new_len;
+        let (input_ids, positions): (Vec<i64>, Vec<i64>) = if cached {
+            (
+                new_ids.iter().map(|&id| i64::from(id)).collect(),
+                (past_len as i64..total as i64).collect(),
+            )
+        } else {
+            sequence
+                .all_ids
+                .extend(new_ids.iter().map(|&id| i64::from(id)));
+            (sequence.all_ids.clone(), (0..total as i64).collect())
+        };
+        let step_len = input_ids.len();
+        let tensor_error = ort_error("creating input tensors");
+        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
+            Vec::with_capacity(4 + layout.layers.len() * 2);
+        inputs.push((
+            "input_ids".into(),
+            Tensor::from_array(([1usize, step_len], input_ids))
+                .map_err(&tensor_error)?
+                .into(),
+        ));
+        if layout.has_attention_mask {
+            inputs.push((
+                "attention_mask".into(),
+                Tensor::from_array(([1usize, total], vec![1i64; total]))
+                    .map_err(&tensor_error)?
+                    .into(),
+            ));
+        }
+        if layout.has_position_ids {
+            inputs.push((
+                "position_ids".into(),
+                Tensor::from_array(([1usize, step_len], positions))
+                    .map_err(&tensor_error)?
+                    .into(),
+            ));
+        }
+        if layout.has_use_cache_branch {
+            inputs.push((
+                "use_cache_branch".into(),
+                Tensor::from_array(([1usize], vec![past_len > 0]))
+                    .map_err(&tensor_error)?
+                    .into(),
+            ));
+        }
+        if cached {
+            let past = if past_len == 0 {
+                self.empty_past()?
+            } else {
+                std::mem::take(&mut sequence.past)
+            };
+            if past.len() != layout.layers.len() * 2 {
+                return Err(Error::Internal(
+                    "KV cache does not match the model's layers".into(),
+                ));
+            }
+            let mut past = past.into_iter();
+            for layer in &layout.layers {
+                for name in [&layer.past_key, &layer.past_value] {
+                    let value = past
+                        .next()
+                        .ok_or_else(|| Error::Internal("KV cache too short".into()))?;
+                    inputs.push((name.as_str().into(), value.into()));
+                }
+            }
+        }
+
+        let mut pooled = self.pool.acquire();
+        let session = pooled
+            .session
+            .as_mut()
+            .ok_or_else(|| Error::Internal("session pool returned no session".into()))?;
+        let started = Instant::now();
+        let mut outputs = session
+            .run(inputs)
+            .map_err(ort_error("running the model"))?;
+        sequence.run_time += started.elapsed();
+
+        let logits = outputs
+            .remove("logits")
+            .ok_or_else(|| Error::Runtime("the model returned no logits".into()))?;
+        let vocab = copy_last_logits(&logits, &mut sequence.logits)?;
+        if let Some(expected) = layout.logits_vocab {
+            if vocab != expected {
+                return Err(Error::Runtime(format!(
+                    "logits have width {vocab}, the graph declares {expected}"
+                )));
+            }
+        }
+        if cached {
+            let mut present = Vec::with_capacity(layout.layers.len() * 2);
+            for layer in &layout.layers {
+                for name in [&layer.present_key, &layer.present_value] {
+                    present.push(outputs.remove(name.as_str()).ok_or_else(|| {
+                        Error::Runtime(format!("the model returned no `{name}`"))
+                    })?);
+                }
+            }
+            sequence.past = present;
+        }
+        drop(outputs);
+        drop(pooled);
+        sequence.past_len = total;
+        Ok(())
+    }
+}
+
+/// Copies the last position's logits (float32 or float16) into `out`; returns the width.
+fn copy_last_logits(logits: &DynValue, out: &mut Vec<f32>) -> Result<usize> {
+    let fail = ort_error("reading logits");
+    let shape_error = || Error::Runtime("logits are not [batch, sequence, vocab]".into());
+    match logits.dtype() {
+        ort::value::ValueType::Tensor {
+            ty: TensorElementType::Float32,
+            ..
+        } => {
+            let (shape, data) = logits.try_extract_tensor::<f32>().map_err(fail)?;
+            let vocab = usize::try_from(*shape.last().ok_or_else(shape_error)?)
+                .map_err(|_| shape_error())?;
+            let last = data
+                .get(data.len().checked_sub(vocab).ok_or_else(shape_error)?..)
+                .ok_or_else(shape_error)?;
+            out.clear();
+            out.extend_from_slice(last);
+            Ok(vocab)
+        }
+        ort::value::ValueType::Tensor {
+            ty: TensorElementType::Float16,
+            ..
+        } => {
+            let (shape, data) = logits.try_extract_tensor::<half::f16>().map_err(fail)?;
+            let vocab = usize::try_from(*shape.last().ok_or_else(shape_error)?)
+                .map_err(|_| shape_error())?;
+            let last = data
+                .get(data.len().checked_sub(vocab).ok_or_else(shape_error)?..)
+                .ok_or_else(shape_error)?;
+            out.clear();
+            out.extend(last.iter().map(|v| v.to_f32()));
+            Ok(vocab)
+        }
+        other => Err(Error::Runtime(format!(
+            "logits have unsupported type {other:?}"
+        ))),
+    }
+}

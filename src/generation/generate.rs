@@ -1,0 +1,124 @@
+//! The generation loop: prefill the prompt, then one token per step until EOS, a stop
+//! string, the length limit, a full context, or cancellation.
+
+use std::time::Instant;
+
+use super::sampling::Sampler;
+use super::stopping::StopStrings;
+use super::{FinishReason, Flow, GenerateParams, GenerateStats, Generation};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::tokenizer::stream::StreamDecoder;
+use crate::tokenizer::Tokenizer;
+
+/// Generates a continuation of `prompt_ids` with `engine`, streaming complete UTF-8 text
+/// to `on_text` (never any part of a stop string; the chunks concatenate to the result text).
+pub fn generate(
+    engine: &Engine,
+    tokenizer: &std::sync::Arc<Tokenizer>,
+    prompt_ids: &[u32],
+    params: &GenerateParams,
+    on_text: &mut dyn FnMut(&str) -> Flow,
+) -> Result<Generation> {
+    params.validate()?;
+    if prompt_ids.is_empty() {
+        return Err(Error::InvalidArgument(
+            "the prompt is empty (no tokens to start from)".into(),
+        ));
+    }
+    let model_vocab = engine.layout().logits_vocab.unwrap_or(usize::MAX);
+    let embeddable = model_vocab.min(tokenizer.vocab_size());
+    if let Some(&bad) = prompt_ids.iter().find(|&&id| id as usize >= embeddable) {
+        return Err(Error::InvalidTokenId {
+            id: bad.into(),
+            vocab_size: embeddable,
+        });
+    }
+    let context = engine.context_length();
+    if let Some(context) = context {
+        if prompt_ids.len() >= context {
+            return Err(Error::ContextOverflow(format!(
+                "the prompt has {} tokens; the model's context is {context}, leaving no room to generate",
+                prompt_ids.len()
+            )));
+        }
+    }
+
+    let mut sampler = Sampler::new(params, embeddable);
+    let mut decoder = StreamDecoder::new(std::sync::Arc::clone(tokenizer), true);
+    let mut stops = StopStrings::new(&params.stop_strings);
+    let mut history: Vec<u32> = prompt_ids.to_vec();
+    let mut text = String::new();
+    let mut sequence = engine.new_sequence();
+    let cancelled = || params.cancel.as_ref().is_some_and(|c| c.is_cancelled());
+
+    let mut emit = |chunk: &str, text: &mut String| -> Flow {
+        if chunk.is_empty() {
+            return Flow::Continue;
+        }
+        text.push_str(chunk);
+        on_text(chunk)
+    };
+
+    let started = Instant::now();
+    let mut finish = if cancelled() {
+        Some(FinishReason::Cancelled)
+    } else if params.max_new_tokens == 0 {
+        Some(FinishReason::Length)
+    } else {
+        engine.forward(&mut sequence, prompt_ids)?;
+        None
+    };
+    let prefill_done = Instant::now();
+
+    while finish.is_none() {
+        if cancelled() {
+            finish = Some(FinishReason::Cancelled);
+            break;
+        }
+        let id = sampler.sample(sequence.logits_mut(), &history);
+        if !params.ignore_eos && tokenizer.eos_ids().contains(&id) {
+            finish = Some(FinishReason::Eos);
+            break;
+        }
+        history.push(id);
+        let generated = history.len() - prompt_ids.len();
+        let piece = decoder.push(id)?;
+        let step = stops.push(&piece);
+        if emit(&step.emit, &mut text) == Flow::Stop {
+            finish = Some(FinishReason::Cancelled);
+        } else if step.stopped {
+            finish = Some(FinishReason::StopString);
+        } else if generated >= params.max_new_tokens {
+            finish = Some(FinishReason::Length);
+        } else if context.is_some_and(|c| history.len() >= c) {
+            finish = Some(FinishReason::ContextFull);
+        } else {
+            engine.forward(&mut sequence, &[id])?;
+        }
+    }
+    let finish = finish.unwrap_or(FinishReason::Length);
+    if matches!(
+        finish,
+        FinishReason::Eos | FinishReason::Length | FinishReason::ContextFull
+    ) {
+        // Release text held back for an incomplete character or a possible stop string.
+        let tail = decoder.flush()?;
+        let mut rest = stops.push(&tail).emit;
+        rest.push_str(&stops.finish());
+        emit(&rest, &mut text);
+    }
+    let ended = Instant::now();
+    Ok(Generation {
+        text,
+        token_ids: history[prompt_ids.len()..].to_vec(),
+        stats: GenerateStats {
+            prompt_tokens: prompt_ids.len(),
+            generated_tokens: history.len() - prompt_ids.len(),
+            finish_reason: finish,
+            prefill_ms: (prefill_done - started).as_secs_f64() * 1e3,
+            decode_ms: (ended - prefill_done).as_secs_f64() * 1e3,
+            session_run_ms: sequence.run_time.as_secs_f64() * 1e3,
+        },
+    })
+}
