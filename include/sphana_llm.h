@@ -95,6 +95,31 @@
 #define SPHANA_LLM_ERR_INTERNAL -12
 
 /**
+ * Finish reason: the model produced an end-of-sequence id.
+ */
+#define SPHANA_LLM_FINISH_EOS 0
+
+/**
+ * Finish reason: the text reached one of the stop strings (not included in the text).
+ */
+#define SPHANA_LLM_FINISH_STOP_STRING 1
+
+/**
+ * Finish reason: `max_new_tokens` tokens were generated.
+ */
+#define SPHANA_LLM_FINISH_LENGTH 2
+
+/**
+ * Finish reason: cancelled by `sphana_llm_cancellation_cancel` or by the text callback.
+ */
+#define SPHANA_LLM_FINISH_CANCELLED 3
+
+/**
+ * Finish reason: the model's context window (config.json `max_position_embeddings`) is full.
+ */
+#define SPHANA_LLM_FINISH_CONTEXT_FULL 4
+
+/**
  * Detect the tokenizer format (`tokenizer.json` wins over `tokenizer.model`).
  */
 #define SPHANA_LLM_FORMAT_AUTO 0
@@ -143,6 +168,13 @@
 #define SPHANA_LLM_DECODE_SKIP_SPECIAL 1u
 
 /**
+ * An opaque cancellation flag: create it, pass it in `SphanaLlmGenerateParams.cancel`,
+ * and call `sphana_llm_cancellation_cancel` from any thread to end the generation within
+ * one token. Once cancelled it stays cancelled.
+ */
+typedef struct SphanaLlmCancellation SphanaLlmCancellation;
+
+/**
  * An opaque, thread-safe model handle. One handle may be used by any number of threads
  * at once; free it once, with `sphana_llm_free`, after every other call on it returned.
  */
@@ -152,6 +184,124 @@ typedef struct SphanaLlmModel SphanaLlmModel;
  * An opaque streaming decoder: turns ids, one at a time, into complete UTF-8 text.
  */
 typedef struct SphanaLlmStreamDecoder SphanaLlmStreamDecoder;
+
+/**
+ * Generation parameters. Start from `sphana_llm_generate_params_default()`.
+ */
+typedef struct SphanaLlmGenerateParams {
+  /**
+   * `sizeof(SphanaLlmGenerateParams)` as the caller compiled it.
+   */
+  uint32_t struct_size;
+  /**
+   * Most tokens to generate (default 256). The EOS that ends generation is not counted.
+   */
+  uint32_t max_new_tokens;
+  /**
+   * Softmax temperature; 0 (default) is greedy decoding. Must be finite and >= 0.
+   */
+  float temperature;
+  /**
+   * Keep the k most likely tokens; 0 (default) disables.
+   */
+  uint32_t top_k;
+  /**
+   * Nucleus sampling mass in (0, 1]; 1 (default) disables.
+   */
+  float top_p;
+  /**
+   * Drop tokens less likely than min_p x the most likely; in [0, 1), 0 (default) disables.
+   */
+  float min_p;
+  /**
+   * Repetition penalty over prompt and generated ids (> 0); 1 (default) disables.
+   */
+  float repetition_penalty;
+  /**
+   * Seed of the sampling RNG (default 0): the same seed gives the same output.
+   */
+  uint64_t seed;
+  /**
+   * `stop_string_count` NUL-terminated UTF-8 strings (at most 64, each 1..=1024 bytes);
+   * generation ends when the text contains one. May be NULL when the count is 0.
+   */
+  const char *const *stop_strings;
+  /**
+   * Number of stop strings.
+   */
+  size_t stop_string_count;
+  /**
+   * Non-zero: special-token text in the prompt (e.g. "<|im_start|>") becomes the special
+   * id. Default 0, so prompt text cannot inject control tokens.
+   */
+  uint32_t parse_special;
+  /**
+   * Non-zero (default): add BOS etc. to a text prompt as the tokenizer's configuration says.
+   * Ignored by `sphana_llm_generate_from_ids`.
+   */
+  uint32_t add_special;
+  /**
+   * Non-zero: keep generating past end-of-sequence ids (benchmarks). Default 0.
+   */
+  uint32_t ignore_eos;
+  /**
+   * Optional cancellation flag (NULL: none).
+   */
+  const struct SphanaLlmCancellation *cancel;
+  /**
+   * Optional buffer for the generated ids (NULL: not wanted); the first
+   * `out_token_ids_capacity` ids are written; `SphanaLlmGenerateStats.generated_tokens`
+   * tells how many there were in all.
+   */
+  int32_t *out_token_ids;
+  /**
+   * Capacity of `out_token_ids`.
+   */
+  size_t out_token_ids_capacity;
+} SphanaLlmGenerateParams;
+
+/**
+ * Receives generated text as it becomes available: `len` bytes of complete UTF-8 at
+ * `text` (also NUL-terminated), valid only during the call. Never part of a stop string.
+ * Return 0 to continue, non-zero to stop (finish reason CANCELLED). Called on the thread
+ * that called `sphana_llm_generate`.
+ */
+typedef int32_t (*SphanaLlmTextCallback)(const char *text, size_t len, void *user_data);
+
+/**
+ * Figures of one generation, written to the caller's struct (set `struct_size` first;
+ * only the fields that fit in it are written).
+ */
+typedef struct SphanaLlmGenerateStats {
+  /**
+   * `sizeof(SphanaLlmGenerateStats)` as the caller compiled it.
+   */
+  uint32_t struct_size;
+  /**
+   * One of `SPHANA_LLM_FINISH_*`.
+   */
+  int32_t finish_reason;
+  /**
+   * Tokens in the prompt (after BOS etc.).
+   */
+  size_t prompt_tokens;
+  /**
+   * Tokens generated (not counting the EOS that ended generation).
+   */
+  size_t generated_tokens;
+  /**
+   * Milliseconds of the prompt's forward pass.
+   */
+  double prefill_ms;
+  /**
+   * Milliseconds of all later steps.
+   */
+  double decode_ms;
+  /**
+   * Milliseconds inside ONNX Runtime's `session.run`, prefill included.
+   */
+  double session_run_ms;
+} SphanaLlmGenerateStats;
 
 /**
  * Options for `sphana_llm_load`. Get the defaults from `sphana_llm_load_options_default()`
@@ -271,6 +421,77 @@ uint32_t sphana_llm_abi_version(void);
  * Frees a string the library returned (e.g. `out_text` of generation). NULL is a no-op.
  */
 void sphana_llm_string_free(char *text);
+
+/**
+ * The default generation parameters (`struct_size` already set): greedy, 256 tokens.
+ */
+struct SphanaLlmGenerateParams sphana_llm_generate_params_default(void);
+
+/**
+ * Creates a cancellation flag. Free it with `sphana_llm_cancellation_free` (a generation
+ * using it keeps it alive until it returns).
+ */
+int32_t sphana_llm_cancellation_new(struct SphanaLlmCancellation **out_cancel);
+
+/**
+ * Cancels: every generation using this flag ends within one token with finish reason
+ * `SPHANA_LLM_FINISH_CANCELLED`; later generations with it end at once. Any thread.
+ */
+int32_t sphana_llm_cancellation_cancel(struct SphanaLlmCancellation *cancel);
+
+/**
+ * Frees a cancellation flag. NULL is a no-op.
+ */
+void sphana_llm_cancellation_free(struct SphanaLlmCancellation *cancel);
+
+/**
+ * Generates a continuation of a UTF-8 text prompt.
+ *
+ * `prompt`: `prompt_len` bytes of UTF-8 (not NUL-terminated); tokenized with BOS as
+ * `params->add_special` says and special-token text parsed only if `params->parse_special`.
+ * `params`: NULL for the defaults (greedy, 256 tokens). `on_text`: NULL or a callback that
+ * receives the text as it is generated (see `SphanaLlmTextCallback`); the chunks concatenate
+ * to `*out_text`. `out_text`: NULL or receives the whole text, NUL-terminated, malloc'd by
+ * the library (free with `sphana_llm_string_free`; NULL on failure). `out_stats`: NULL or
+ * receives the figures.
+ *
+ * Returns `SPHANA_LLM_OK` (also when cancelled or stopped: see the finish reason);
+ * `SPHANA_LLM_ERR_UNSUPPORTED` (tokenizer-only model); `SPHANA_LLM_ERR_CONTEXT_OVERFLOW` (the
+ * prompt does not fit); `SPHANA_LLM_ERR_INVALID_ARGUMENT` (bad handle, params out of range,
+ * NULL stop string, empty prompt); `SPHANA_LLM_ERR_INVALID_UTF8`; `SPHANA_LLM_ERR_LIMIT_EXCEEDED`;
+ * `SPHANA_LLM_ERR_RUNTIME` (ONNX Runtime failed during a step).
+ *
+ * Thread-safe: many threads may generate on one handle at once. Each generation has its own
+ * KV cache; their `session.run` calls share the model's `session_count` sessions (default 1),
+ * so with one session concurrent generations interleave step by step.
+ */
+int32_t sphana_llm_generate(const struct SphanaLlmModel *model,
+                            const char *prompt,
+                            size_t prompt_len,
+                            const struct SphanaLlmGenerateParams *params,
+                            SphanaLlmTextCallback on_text,
+                            void *user_data,
+                            char **out_text,
+                            struct SphanaLlmGenerateStats *out_stats);
+
+/**
+ * Like `sphana_llm_generate` with a prompt given as `prompt_count` token ids (nothing is
+ * added to them). Ids must be inside the vocabulary (`SPHANA_LLM_ERR_INVALID_TOKEN_ID`).
+ */
+int32_t sphana_llm_generate_from_ids(const struct SphanaLlmModel *model,
+                                     const int32_t *prompt_ids,
+                                     size_t prompt_count,
+                                     const struct SphanaLlmGenerateParams *params,
+                                     SphanaLlmTextCallback on_text,
+                                     void *user_data,
+                                     char **out_text,
+                                     struct SphanaLlmGenerateStats *out_stats);
+
+/**
+ * Writes the model's context length (config.json `max_position_embeddings`; 0 when
+ * unknown) to `*out_length`. `SPHANA_LLM_ERR_UNSUPPORTED` for a tokenizer-only model.
+ */
+int32_t sphana_llm_context_length(const struct SphanaLlmModel *model, size_t *out_length);
 
 /**
  * The default load options (`struct_size` already set).

@@ -255,6 +255,14 @@ pub(crate) unsafe fn fill_text(
     Ok(())
 }
 
+/// Copies `text` into a new malloc'd NUL-terminated string (free with `sphana_llm_string_free`).
+pub(crate) fn malloc_string(text: &str) -> Result<*mut c_char> {
+    let mut bytes = Vec::with_capacity(text.len() + 1);
+    bytes.extend_from_slice(text.as_bytes());
+    bytes.push(0);
+    malloc_array(&bytes).map(|p| p.cast::<c_char>())
+}
+
 /// Copies a slice into a new malloc'd array (free with `libc::free`).
 pub(crate) fn malloc_array<T: Copy>(items: &[T]) -> Result<*mut T> {
     let bytes = std::mem::size_of_val(items).max(1);

@@ -13,9 +13,11 @@
 #![allow(clippy::missing_safety_doc)]
 
 mod common;
+mod generate;
 mod model;
 mod tokenize;
 
 pub use self::common::*;
+pub use self::generate::*;
 pub use self::model::*;
 pub use self::tokenize::*;

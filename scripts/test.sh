@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every test of sphana-llm: sets up what is missing (scripts/setup.sh), checks the
+# committed goldens against the Python references, then formatting, clippy, the Rust
+# tests (ONNX Runtime 1.23.2), the generation tests again on ONNX Runtime 1.32.0, and the
+# C# wrapper's tests on Mono and CoreCLR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+bash scripts/setup.sh
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "goldens equal what the Python references produce now"
+python3 scripts/make_tokenizer_golden.py --check
+git diff --exit-code --stat -- tests/golden/ || { echo "regenerating goldens changed tests/golden/" >&2; exit 1; }
+
+step "cargo fmt --check / clippy -D warnings"
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo test (ONNX Runtime 1.23.2)"
+ORT_DYLIB_PATH="$root/assets/onnxruntime/1.23.2/libonnxruntime.so" cargo test --locked
+
+step "generation tests again on ONNX Runtime 1.32.0"
+ORT_DYLIB_PATH="$root/assets/onnxruntime/1.32.0/libonnxruntime.so" cargo test --locked --test generation
+
+if [ -x csharp-bindings/test.sh ]; then
+  step "C# wrapper tests (Mono and CoreCLR)"
+  bash csharp-bindings/test.sh
+fi

@@ -1,0 +1,447 @@
+//! Generation: `sphana_llm_generate`, its id-prompt variant, cancellation and stats.
+
+use std::ffi::{c_char, c_void};
+
+use once_cell::sync::Lazy;
+
+use super::common::*;
+use super::model::{model_arg, read_versioned_struct, SphanaLlmModel};
+use super::tokenize::ids_arg;
+use crate::error::{Error, Result};
+use crate::generation::{CancelToken, FinishReason, Flow, GenerateParams, Generation};
+
+/// Finish reason: the model produced an end-of-sequence id.
+pub const SPHANA_LLM_FINISH_EOS: i32 = 0;
+/// Finish reason: the text reached one of the stop strings (not included in the text).
+pub const SPHANA_LLM_FINISH_STOP_STRING: i32 = 1;
+/// Finish reason: `max_new_tokens` tokens were generated.
+pub const SPHANA_LLM_FINISH_LENGTH: i32 = 2;
+/// Finish reason: cancelled by `sphana_llm_cancellation_cancel` or by the text callback.
+pub const SPHANA_LLM_FINISH_CANCELLED: i32 = 3;
+/// Finish reason: the model's context window (config.json `max_position_embeddings`) is full.
+pub const SPHANA_LLM_FINISH_CONTEXT_FULL: i32 = 4;
+
+/// Receives generated text as it becomes available: `len` bytes of complete UTF-8 at
+/// `text` (also NUL-terminated), valid only during the call. Never part of a stop string.
+/// Return 0 to continue, non-zero to stop (finish reason CANCELLED). Called on the thread
+/// that called `sphana_llm_generate`.
+pub type SphanaLlmTextCallback =
+    Option<unsafe extern "C" fn(text: *const c_char, len: usize, user_data: *mut c_void) -> i32>;
+
+/// An opaque cancellation flag: create it, pass it in `SphanaLlmGenerateParams.cancel`,
+/// and call `sphana_llm_cancellation_cancel` from any thread to end the generation within
+/// one token. Once cancelled it stays cancelled.
+pub struct SphanaLlmCancellation {
+    _opaque: [u8; 0],
+}
+
+/// Generation parameters. Start from `sphana_llm_generate_params_default()`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SphanaLlmGenerateParams {
+    /// `sizeof(SphanaLlmGenerateParams)` as the caller compiled it.
+    pub struct_size: u32,
+    /// Most tokens to generate (default 256). The EOS that ends generation is not counted.
+    pub max_new_tokens: u32,
+    /// Softmax temperature; 0 (default) is greedy decoding. Must be finite and >= 0.
+    pub temperature: f32,
+    /// Keep the k most likely tokens; 0 (default) disables.
+    pub top_k: u32,
+    /// Nucleus sampling mass in (0, 1]; 1 (default) disables.
+    pub top_p: f32,
+    /// Drop tokens less likely than min_p x the most likely; in [0, 1), 0 (default) disables.
+    pub min_p: f32,
+    /// Repetition penalty over prompt and generated ids (> 0); 1 (default) disables.
+    pub repetition_penalty: f32,
+    /// Seed of the sampling RNG (default 0): the same seed gives the same output.
+    pub seed: u64,
+    /// `stop_string_count` NUL-terminated UTF-8 strings (at most 64, each 1..=1024 bytes);
+    /// generation ends when the text contains one. May be NULL when the count is 0.
+    pub stop_strings: *const *const c_char,
+    /// Number of stop strings.
+    pub stop_string_count: usize,
+    /// Non-zero: special-token text in the prompt (e.g. "<|im_start|>") becomes the special
+    /// id. Default 0, so prompt text cannot inject control tokens.
+    pub parse_special: u32,
+    /// Non-zero (default): add BOS etc. to a text prompt as the tokenizer's configuration says.
+    /// Ignored by `sphana_llm_generate_from_ids`.
+    pub add_special: u32,
+    /// Non-zero: keep generating past end-of-sequence ids (benchmarks). Default 0.
+    pub ignore_eos: u32,
+    /// Optional cancellation flag (NULL: none).
+    pub cancel: *const SphanaLlmCancellation,
+    /// Optional buffer for the generated ids (NULL: not wanted); the first
+    /// `out_token_ids_capacity` ids are written; `SphanaLlmGenerateStats.generated_tokens`
+    /// tells how many there were in all.
+    pub out_token_ids: *mut i32,
+    /// Capacity of `out_token_ids`.
+    pub out_token_ids_capacity: usize,
+}
+
+/// Figures of one generation, written to the caller's struct (set `struct_size` first;
+/// only the fields that fit in it are written).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct SphanaLlmGenerateStats {
+    /// `sizeof(SphanaLlmGenerateStats)` as the caller compiled it.
+    pub struct_size: u32,
+    /// One of `SPHANA_LLM_FINISH_*`.
+    pub finish_reason: i32,
+    /// Tokens in the prompt (after BOS etc.).
+    pub prompt_tokens: usize,
+    /// Tokens generated (not counting the EOS that ended generation).
+    pub generated_tokens: usize,
+    /// Milliseconds of the prompt's forward pass.
+    pub prefill_ms: f64,
+    /// Milliseconds of all later steps.
+    pub decode_ms: f64,
+    /// Milliseconds inside ONNX Runtime's `session.run`, prefill included.
+    pub session_run_ms: f64,
+}
+
+static CANCELLATIONS: Lazy<Registry<CancelToken>> = Lazy::new(|| Registry::new("cancellation"));
+
+/// The default generation parameters (`struct_size` already set): greedy, 256 tokens.
+#[no_mangle]
+pub extern "C" fn sphana_llm_generate_params_default() -> SphanaLlmGenerateParams {
+    let d = GenerateParams::default();
+    SphanaLlmGenerateParams {
+        struct_size: std::mem::size_of::<SphanaLlmGenerateParams>() as u32,
+        max_new_tokens: d.max_new_tokens as u32,
+        temperature: d.temperature,
+        top_k: d.top_k as u32,
+        top_p: d.top_p,
+        min_p: d.min_p,
+        repetition_penalty: d.repetition_penalty,
+        seed: d.seed,
+        stop_strings: std::ptr::null(),
+        stop_string_count: 0,
+        parse_special: u32::from(d.parse_special),
+        add_special: u32::from(d.add_special),
+        ignore_eos: u32::from(d.ignore_eos),
+        cancel: std::ptr::null(),
+        out_token_ids: std::ptr::null_mut(),
+        out_token_ids_capacity: 0,
+    }
+}
+
+/// Creates a cancellation flag. Free it with `sphana_llm_cancellation_free` (a generation
+/// using it keeps it alive until it returns).
+#[no_mangle]
+pub unsafe extern "C" fn sphana_llm_cancellation_new(
+    out_cancel: *mut *mut SphanaLlmCancellation,
+) -> i32 {
+    guard(|| {
+        non_null(out_cancel, "out_cancel")?;
+        let handle = CANCELLATIONS.insert(CancelToken::new());
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out_cancel, handle as *mut SphanaLlmCancellation) };
+        Ok(())
+    })
+}
+
+/// Cancels: every generation using this flag ends within one token with finish reason
+/// `SPHANA_LLM_FINISH_CANCELLED`; later generations with it end at once. Any thread.
+#[no_mangle]
+pub extern "C" fn sphana_llm_cancellation_cancel(cancel: *mut SphanaLlmCancellation) -> i32 {
+    guard(|| {
+        CANCELLATIONS.get(cancel as usize)?.cancel();
+        Ok(())
+    })
+}
+
+/// Frees a cancellation flag. NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn sphana_llm_cancellation_free(cancel: *mut SphanaLlmCancellation) {
+    guard_void(|| CANCELLATIONS.remove(cancel as usize));
+}
+
+/// What the C params carry besides the Rust params.
+struct CallOutputs {
+    token_ids: *mut i32,
+    token_ids_capacity: usize,
+}
+
+/// # Safety
+/// `params` must be NULL or valid as documented.
+unsafe fn params_from_c(
+    params: *const SphanaLlmGenerateParams,
+) -> Result<(GenerateParams, CallOutputs)> {
+    if params.is_null() {
+        return Ok((
+            GenerateParams::default(),
+            CallOutputs {
+                token_ids: std::ptr::null_mut(),
+                token_ids_capacity: 0,
+            },
+        ));
+    }
+    // SAFETY: forwarded contract.
+    let p = unsafe { read_versioned_struct(params, "SphanaLlmGenerateParams") }?;
+    if p.out_token_ids.is_null() && p.out_token_ids_capacity != 0 {
+        return Err(Error::InvalidArgument(
+            "out_token_ids is NULL but its capacity is not 0".into(),
+        ));
+    }
+    if p.stop_string_count > crate::generation::MAX_STOP_STRINGS {
+        return Err(Error::InvalidArgument(format!(
+            "at most {} stop strings (got {})",
+            crate::generation::MAX_STOP_STRINGS,
+            p.stop_string_count
+        )));
+    }
+    let stop_strings = if p.stop_string_count == 0 {
+        Vec::new()
+    } else {
+        non_null(p.stop_strings, "stop_strings")?;
+        // SAFETY: the caller passes `stop_string_count` string pointers.
+        let ptrs = unsafe { std::slice::from_raw_parts(p.stop_strings, p.stop_string_count) };
+        ptrs.iter()
+            .enumerate()
+            // SAFETY: each entry is a NUL-terminated string per the contract.
+            .map(|(i, &s)| {
+                unsafe { cstr_arg(s, "stop_strings[i]") }
+                    .map(str::to_owned)
+                    .map_err(|e| match e {
+                        Error::InvalidArgument(_) => {
+                            Error::InvalidArgument(format!("stop_strings[{i}] is NULL"))
+                        }
+                        other => other,
+                    })
+            })
+            .collect::<Result<_>>()?
+    };
+    let cancel = if p.cancel.is_null() {
+        None
+    } else {
+        Some((*CANCELLATIONS.get(p.cancel as usize)?).clone())
+    };
+    let params = GenerateParams {
+        max_new_tokens: p.max_new_tokens as usize,
+        temperature: p.temperature,
+        top_k: p.top_k as usize,
+        top_p: p.top_p,
+        min_p: p.min_p,
+        repetition_penalty: p.repetition_penalty,
+        seed: p.seed,
+        stop_strings,
+        parse_special: p.parse_special != 0,
+        add_special: p.add_special != 0,
+        ignore_eos: p.ignore_eos != 0,
+        cancel,
+    };
+    params.validate()?;
+    Ok((
+        params,
+        CallOutputs {
+            token_ids: p.out_token_ids,
+            token_ids_capacity: p.out_token_ids_capacity,
+        },
+    ))
+}
+
+fn finish_code(reason: FinishReason) -> i32 {
+    match reason {
+        FinishReason::Eos => SPHANA_LLM_FINISH_EOS,
+        FinishReason::StopString => SPHANA_LLM_FINISH_STOP_STRING,
+        FinishReason::Length => SPHANA_LLM_FINISH_LENGTH,
+        FinishReason::Cancelled => SPHANA_LLM_FINISH_CANCELLED,
+        FinishReason::ContextFull => SPHANA_LLM_FINISH_CONTEXT_FULL,
+    }
+}
+
+/// Checks the stats out-struct before any work is done.
+///
+/// # Safety
+/// `out_stats` must be NULL or point to a struct of its declared `struct_size`.
+unsafe fn check_stats(out_stats: *mut SphanaLlmGenerateStats) -> Result<()> {
+    if out_stats.is_null() {
+        return Ok(());
+    }
+    // SAFETY: non-NULL; every versioned struct starts with its u32 size.
+    let declared = unsafe { out_stats.cast::<u32>().read_unaligned() } as usize;
+    if declared < std::mem::size_of::<u32>() * 2 {
+        return Err(Error::InvalidArgument(format!(
+            "SphanaLlmGenerateStats.struct_size is {declared}; set it to sizeof(SphanaLlmGenerateStats)"
+        )));
+    }
+    Ok(())
+}
+
+/// Runs a generation and writes the C outputs.
+///
+/// # Safety
+/// All pointers as documented for `sphana_llm_generate`.
+unsafe fn run_generation(
+    model: *const SphanaLlmModel,
+    params: *const SphanaLlmGenerateParams,
+    on_text: SphanaLlmTextCallback,
+    user_data: *mut c_void,
+    out_text: *mut *mut c_char,
+    out_stats: *mut SphanaLlmGenerateStats,
+    run: impl FnOnce(&crate::Model, &GenerateParams, &mut dyn FnMut(&str) -> Flow) -> Result<Generation>,
+) -> Result<()> {
+    if !out_text.is_null() {
+        // SAFETY: non-NULL out-pointer.
+        unsafe { write_out(out_text, std::ptr::null_mut()) };
+    }
+    // SAFETY: forwarded contract.
+    unsafe { check_stats(out_stats) }?;
+    let model = model_arg(model)?;
+    // SAFETY: forwarded contract.
+    let (params, outputs) = unsafe { params_from_c(params) }?;
+    let mut chunk = Vec::new();
+    let mut callback = |text: &str| -> Flow {
+        let Some(f) = on_text else {
+            return Flow::Continue;
+        };
+        chunk.clear();
+        chunk.extend_from_slice(text.as_bytes());
+        chunk.push(0);
+        // SAFETY: the caller's callback, given a NUL-terminated buffer valid for the call.
+        let status = unsafe { f(chunk.as_ptr().cast(), text.len(), user_data) };
+        if status == 0 {
+            Flow::Continue
+        } else {
+            Flow::Stop
+        }
+    };
+    let generation = run(&model, &params, &mut callback)?;
+    if !outputs.token_ids.is_null() {
+        let n = generation.token_ids.len().min(outputs.token_ids_capacity);
+        for (i, &id) in generation.token_ids[..n].iter().enumerate() {
+            // SAFETY: the caller provided room for `token_ids_capacity` ids.
+            unsafe { outputs.token_ids.add(i).write(id as i32) };
+        }
+    }
+    if !out_text.is_null() {
+        let text = malloc_string(&generation.text)?;
+        // SAFETY: non-NULL out-pointer.
+        unsafe { write_out(out_text, text) };
+    }
+    if !out_stats.is_null() {
+        let s = &generation.stats;
+        // SAFETY: checked by check_stats.
+        let declared = unsafe { out_stats.cast::<u32>().read_unaligned() };
+        let stats = SphanaLlmGenerateStats {
+            struct_size: declared,
+            finish_reason: finish_code(s.finish_reason),
+            prompt_tokens: s.prompt_tokens,
+            generated_tokens: s.generated_tokens,
+            prefill_ms: s.prefill_ms,
+            decode_ms: s.decode_ms,
+            session_run_ms: s.session_run_ms,
+        };
+        let bytes = (declared as usize).min(std::mem::size_of::<SphanaLlmGenerateStats>());
+        // SAFETY: the caller's struct holds `declared` bytes; we copy at most that many.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (&stats as *const SphanaLlmGenerateStats).cast::<u8>(),
+                out_stats.cast::<u8>(),
+                bytes,
+            )
+        };
+    }
+    Ok(())
+}
+
+/// Generates a continuation of a UTF-8 text prompt.
+///
+/// `prompt`: `prompt_len` bytes of UTF-8 (not NUL-terminated); tokenized with BOS as
+/// `params->add_special` says and special-token text parsed only if `params->parse_special`.
+/// `params`: NULL for the defaults (greedy, 256 tokens). `on_text`: NULL or a callback that
+/// receives the text as it is generated (see `SphanaLlmTextCallback`); the chunks concatenate
+/// to `*out_text`. `out_text`: NULL or receives the whole text, NUL-terminated, malloc'd by
+/// the library (free with `sphana_llm_string_free`; NULL on failure). `out_stats`: NULL or
+/// receives the figures.
+///
+/// Returns `SPHANA_LLM_OK` (also when cancelled or stopped: see the finish reason);
+/// `SPHANA_LLM_ERR_UNSUPPORTED` (tokenizer-only model); `SPHANA_LLM_ERR_CONTEXT_OVERFLOW` (the
+/// prompt does not fit); `SPHANA_LLM_ERR_INVALID_ARGUMENT` (bad handle, params out of range,
+/// NULL stop string, empty prompt); `SPHANA_LLM_ERR_INVALID_UTF8`; `SPHANA_LLM_ERR_LIMIT_EXCEEDED`;
+/// `SPHANA_LLM_ERR_RUNTIME` (ONNX Runtime failed during a step).
+///
+/// Thread-safe: many threads may generate on one handle at once. Each generation has its own
+/// KV cache; their `session.run` calls share the model's `session_count` sessions (default 1),
+/// so with one session concurrent generations interleave step by step.
+#[no_mangle]
+pub unsafe extern "C" fn sphana_llm_generate(
+    model: *const SphanaLlmModel,
+    prompt: *const c_char,
+    prompt_len: usize,
+    params: *const SphanaLlmGenerateParams,
+    on_text: SphanaLlmTextCallback,
+    user_data: *mut c_void,
+    out_text: *mut *mut c_char,
+    out_stats: *mut SphanaLlmGenerateStats,
+) -> i32 {
+    guard(|| {
+        // SAFETY: caller contract for every pointer.
+        unsafe {
+            run_generation(
+                model,
+                params,
+                on_text,
+                user_data,
+                out_text,
+                out_stats,
+                |m, p, cb| {
+                    m.check_input_len(prompt_len)?;
+                    let prompt = utf8_arg(prompt, prompt_len, "prompt")?;
+                    m.generate(prompt, p, cb)
+                },
+            )
+        }
+    })
+}
+
+/// Like `sphana_llm_generate` with a prompt given as `prompt_count` token ids (nothing is
+/// added to them). Ids must be inside the vocabulary (`SPHANA_LLM_ERR_INVALID_TOKEN_ID`).
+#[no_mangle]
+pub unsafe extern "C" fn sphana_llm_generate_from_ids(
+    model: *const SphanaLlmModel,
+    prompt_ids: *const i32,
+    prompt_count: usize,
+    params: *const SphanaLlmGenerateParams,
+    on_text: SphanaLlmTextCallback,
+    user_data: *mut c_void,
+    out_text: *mut *mut c_char,
+    out_stats: *mut SphanaLlmGenerateStats,
+) -> i32 {
+    guard(|| {
+        // SAFETY: caller contract for every pointer.
+        unsafe {
+            run_generation(
+                model,
+                params,
+                on_text,
+                user_data,
+                out_text,
+                out_stats,
+                |m, p, cb| {
+                    let ids = ids_arg(prompt_ids, prompt_count, m.tokenizer().vocab_size())?;
+                    m.generate_from_ids(&ids, p, cb)
+                },
+            )
+        }
+    })
+}
+
+/// Writes the model's context length (config.json `max_position_embeddings`; 0 when
+/// unknown) to `*out_length`. `SPHANA_LLM_ERR_UNSUPPORTED` for a tokenizer-only model.
+#[no_mangle]
+pub unsafe extern "C" fn sphana_llm_context_length(
+    model: *const SphanaLlmModel,
+    out_length: *mut usize,
+) -> i32 {
+    guard(|| {
+        non_null(out_length, "out_length")?;
+        let model = model_arg(model)?;
+        let engine = model
+            .engine()
+            .ok_or_else(|| Error::Unsupported("the model was loaded tokenizer-only".into()))?;
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out_length, engine.context_length().unwrap_or(0)) };
+        Ok(())
+    })
+}
