@@ -687,8 +687,10 @@ int32_t sphana_llm_stream_decoder_new(const struct SphanaLlmModel *model,
 /**
  * Feeds one id; writes the text that became complete (often empty, never a partial
  * UTF-8 character) plus a NUL into `out_text`, and its length to `*out_len`.
- * 64 bytes of room always suffice for one id of the supported tokenizers; on
- * `SPHANA_LLM_ERR_BUFFER_TOO_SMALL` or `SPHANA_LLM_ERR_INVALID_TOKEN_ID` the decoder is unchanged.
+ * One id rarely yields more than a few dozen bytes, but some vocabularies have tokens of
+ * 128 bytes and more (runs of spaces): on `SPHANA_LLM_ERR_BUFFER_TOO_SMALL` the decoder is
+ * unchanged and `*out_len + 1` bytes are needed, so retry the same id with a larger buffer.
+ * On `SPHANA_LLM_ERR_INVALID_TOKEN_ID` the decoder is unchanged too.
  */
 int32_t sphana_llm_stream_decoder_push(struct SphanaLlmStreamDecoder *decoder,
                                        int32_t id,

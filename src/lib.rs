@@ -3,6 +3,7 @@
 //! The safe Rust API ([`Model`], [`tokenizer::Tokenizer`], ...) carries all logic; the
 //! [`ffi`] module is a thin C shell over it (see `include/sphana_llm.h`).
 
+pub mod chat;
 pub mod engine;
 pub mod error;
 pub mod ffi;
@@ -10,6 +11,7 @@ pub mod generation;
 pub mod model;
 pub mod tokenizer;
 
+pub use chat::{ChatMessage, ChatOptions};
 pub use error::{Error, Result, Status};
 pub use generation::{CancelToken, FinishReason, Flow, GenerateParams, GenerateStats, Generation};
 pub use model::{ExecutionProvider, LoadOptions, Model};

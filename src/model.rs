@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::chat::{ChatFormatter, ChatMessage, ChatOptions};
 use crate::engine::{find_onnx_file, Engine};
 use crate::error::{Error, Result};
 use crate::generation::{generate, Flow, GenerateParams, Generation};
@@ -71,6 +72,8 @@ impl Default for LoadOptions {
 pub struct Model {
     tokenizer: Arc<Tokenizer>,
     engine: Option<Engine>,
+    /// The compiled chat template: `None` when the model has none, `Err` when it does not compile.
+    chat: Option<std::result::Result<ChatFormatter, String>>,
     options: LoadOptions,
     path: PathBuf,
 }
@@ -97,9 +100,14 @@ impl Model {
         } else {
             None
         };
+        let tokenizer = Arc::new(tokenizer);
+        let chat = tokenizer
+            .chat_template()
+            .map(|_| ChatFormatter::new(Arc::clone(&tokenizer)).map_err(|e| e.to_string()));
         Ok(Self {
-            tokenizer: Arc::new(tokenizer),
+            tokenizer,
             engine,
+            chat,
             options: options.clone(),
             path: path.to_path_buf(),
         })
@@ -117,6 +125,61 @@ impl Model {
                 self.path.display()
             ))
         })
+    }
+
+    fn chat_formatter(&self) -> Result<&ChatFormatter> {
+        match &self.chat {
+            Some(Ok(formatter)) => Ok(formatter),
+            Some(Err(reason)) => Err(Error::invalid_model(self.tokenizer.source(), reason.clone())),
+            None => Err(Error::Unsupported(format!(
+                "{} has no chat template (tokenizer_config.json `chat_template` or chat_template.jinja); use plain generation",
+                self.path.display()
+            ))),
+        }
+    }
+
+    /// Renders `messages` with the model's chat template, as HF `apply_chat_template` does.
+    pub fn apply_chat_template(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        options: &ChatOptions,
+    ) -> Result<String> {
+        for m in messages {
+            self.check_input_len(m.content.len())?;
+        }
+        self.chat_formatter()?
+            .render(messages, add_generation_prompt, options)
+    }
+
+    /// The prompt ids of a chat: the template's special-token text becomes special ids,
+    /// message contents are tokenized as plain text (a document containing `<|eot_id|>`
+    /// cannot end its turn). Returns the rendered text too.
+    pub fn encode_chat(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        options: &ChatOptions,
+    ) -> Result<(String, Vec<u32>)> {
+        for m in messages {
+            self.check_input_len(m.content.len())?;
+        }
+        self.chat_formatter()?
+            .encode(messages, add_generation_prompt, options)
+    }
+
+    /// Renders the chat with a generation prompt and generates the assistant's reply.
+    /// `params.parse_special` and `params.add_special` do not apply (see [`Model::encode_chat`]).
+    pub fn generate_chat(
+        &self,
+        messages: &[ChatMessage],
+        options: &ChatOptions,
+        params: &GenerateParams,
+        on_text: &mut dyn FnMut(&str) -> Flow,
+    ) -> Result<Generation> {
+        let engine = self.require_engine()?;
+        let (_, ids) = self.encode_chat(messages, true, options)?;
+        generate::generate(engine, &self.tokenizer, &ids, params, on_text)
     }
 
     /// Tokenizes `prompt` (BOS and special-token parsing as `params` say) and generates.

@@ -218,8 +218,9 @@ pub(crate) fn check_buffer<T>(
     capacity: usize,
     out_count: *const usize,
     name: &str,
+    count_name: &str,
 ) -> Result<()> {
-    non_null(out_count, "out_count")?;
+    non_null(out_count, count_name)?;
     if out.is_null() && capacity != 0 {
         return Err(Error::InvalidArgument(format!(
             "`{name}` is NULL but capacity is {capacity}"

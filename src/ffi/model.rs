@@ -286,7 +286,7 @@ pub unsafe extern "C" fn sphana_llm_eos_ids(
     out_count: *mut usize,
 ) -> i32 {
     guard(|| {
-        check_buffer(out_ids, capacity, out_count, "out_ids")?;
+        check_buffer(out_ids, capacity, out_count, "out_ids", "out_count")?;
         let model = model_arg(model)?;
         let ids: Vec<i32> = model
             .tokenizer()

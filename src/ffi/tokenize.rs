@@ -128,7 +128,7 @@ pub unsafe extern "C" fn sphana_llm_tokenize(
     out_count: *mut usize,
 ) -> i32 {
     guard(|| {
-        check_buffer(out_ids, capacity, out_count, "out_ids")?;
+        check_buffer(out_ids, capacity, out_count, "out_ids", "out_count")?;
         let options = encode_options(flags)?;
         let model = model_arg(model)?;
         model.check_input_len(text_len)?;
@@ -155,8 +155,8 @@ pub unsafe extern "C" fn sphana_llm_tokenize_with_offsets(
     out_count: *mut usize,
 ) -> i32 {
     guard(|| {
-        check_buffer(out_ids, capacity, out_count, "out_ids")?;
-        check_buffer(out_spans, capacity, out_count, "out_spans")?;
+        check_buffer(out_ids, capacity, out_count, "out_ids", "out_count")?;
+        check_buffer(out_spans, capacity, out_count, "out_spans", "out_count")?;
         let options = encode_options(flags)?;
         let model = model_arg(model)?;
         model.check_input_len(text_len)?;
@@ -308,7 +308,7 @@ pub unsafe extern "C" fn sphana_llm_decode(
     out_len: *mut usize,
 ) -> i32 {
     guard(|| {
-        check_buffer(out_text, capacity, out_len, "out_text")?;
+        check_buffer(out_text, capacity, out_len, "out_text", "out_len")?;
         let skip = skip_special(flags)?;
         let model = model_arg(model)?;
         // SAFETY: caller contract for ids.
@@ -358,7 +358,7 @@ pub unsafe extern "C" fn sphana_llm_id_to_token(
     out_len: *mut usize,
 ) -> i32 {
     guard(|| {
-        check_buffer(out_token, capacity, out_len, "out_token")?;
+        check_buffer(out_token, capacity, out_len, "out_token", "out_len")?;
         let model = model_arg(model)?;
         let tokenizer = model.tokenizer();
         let invalid = || Error::InvalidTokenId {
@@ -427,7 +427,7 @@ fn stream_step(
     step: impl FnOnce(&mut StreamDecoder) -> Result<String>,
 ) -> i32 {
     guard(|| {
-        check_buffer(out_text, capacity, out_len, "out_text")?;
+        check_buffer(out_text, capacity, out_len, "out_text", "out_len")?;
         let decoder = DECODERS.get(decoder as usize)?;
         let mut state = decoder.lock().unwrap_or_else(|p| p.into_inner());
         // Advance a copy, so a too-small buffer or a bad id leaves the decoder unchanged.
@@ -442,8 +442,10 @@ fn stream_step(
 
 /// Feeds one id; writes the text that became complete (often empty, never a partial
 /// UTF-8 character) plus a NUL into `out_text`, and its length to `*out_len`.
-/// 64 bytes of room always suffice for one id of the supported tokenizers; on
-/// `SPHANA_LLM_ERR_BUFFER_TOO_SMALL` or `SPHANA_LLM_ERR_INVALID_TOKEN_ID` the decoder is unchanged.
+/// One id rarely yields more than a few dozen bytes, but some vocabularies have tokens of
+/// 128 bytes and more (runs of spaces): on `SPHANA_LLM_ERR_BUFFER_TOO_SMALL` the decoder is
+/// unchanged and `*out_len + 1` bytes are needed, so retry the same id with a larger buffer.
+/// On `SPHANA_LLM_ERR_INVALID_TOKEN_ID` the decoder is unchanged too.
 #[no_mangle]
 pub unsafe extern "C" fn sphana_llm_stream_decoder_push(
     decoder: *mut SphanaLlmStreamDecoder,

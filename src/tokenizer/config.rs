@@ -71,8 +71,24 @@ pub struct TokenizerConfig {
 }
 
 impl TokenizerConfig {
-    /// Reads `tokenizer_config.json` from `dir`; a missing file gives the empty default.
+    /// Reads `tokenizer_config.json` from `dir` (a missing file gives the empty default);
+    /// a `chat_template.jinja` file next to it takes precedence over its `chat_template`.
     pub fn read(dir: &Path) -> Result<Self> {
+        let mut config = Self::read_json(dir)?;
+        let jinja = dir.join("chat_template.jinja");
+        match std::fs::read(&jinja) {
+            Ok(bytes) => {
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| Error::invalid_model(&jinja, "chat template is not UTF-8"))?;
+                config.chat_template = Some(text);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&jinja, e)),
+        }
+        Ok(config)
+    }
+
+    fn read_json(dir: &Path) -> Result<Self> {
         let path = dir.join("tokenizer_config.json");
         let Some(map) = read_json_object(&path)? else {
             return Ok(Self::default());

@@ -94,6 +94,8 @@ pub struct Tokenizer {
     special_ids: HashSet<u32>,
     special_tokens: Vec<(u32, String)>,
     chat_template: Option<String>,
+    bos_token_text: Option<String>,
+    eos_token_text: Option<String>,
     source: PathBuf,
 }
 
@@ -165,23 +167,36 @@ impl Tokenizer {
         tokenizer_config: &TokenizerConfig,
         model_config: &ModelConfig,
     ) -> Result<Self> {
-        let detected = detect_format(bytes).ok_or_else(|| {
-            Error::invalid_model(
-                file,
-                "not a tokenizer.json, SentencePiece model or tiktoken rank file",
-            )
-        })?;
-        let format = forced.unwrap_or(detected);
-        if format != detected {
-            return Err(Error::invalid_model(
-                file,
-                format!(
-                    "format {} was forced but the file is {}",
-                    format.name(),
-                    detected.name()
-                ),
-            ));
-        }
+        let format = match (detect_format(bytes), forced) {
+            (Some(detected), Some(forced)) if detected != forced => {
+                return Err(Error::invalid_model(
+                    file,
+                    format!(
+                        "format {} was forced but the file is {}",
+                        forced.name(),
+                        detected.name()
+                    ),
+                ))
+            }
+            (Some(detected), _) => detected,
+            // Not recognisable: let the forced format's loader say what is wrong.
+            (None, Some(forced)) => forced,
+            (None, None) if bytes.first() == Some(&0x0a) => {
+                let reason = sentencepiece::parse_model_pieces(bytes)
+                    .err()
+                    .unwrap_or_default();
+                return Err(Error::invalid_model(
+                    file,
+                    format!("looks like a SentencePiece model but is not a valid one: {reason}"),
+                ));
+            }
+            (None, None) => {
+                return Err(Error::invalid_model(
+                    file,
+                    "not a tokenizer.json, SentencePiece model or tiktoken rank file",
+                ))
+            }
+        };
         let backend = match format {
             TokenizerFormat::HfJson => Backend::Hf(Box::new(HfTokenizer::from_bytes(bytes, file)?)),
             TokenizerFormat::Tiktoken => Backend::Hf(Box::new(tiktoken::load_llama3(bytes, file)?)),
@@ -207,6 +222,8 @@ impl Tokenizer {
             special_ids: HashSet::new(),
             special_tokens: Vec::new(),
             chat_template: tokenizer_config.chat_template.clone(),
+            bos_token_text: tokenizer_config.bos_token.clone().flatten(),
+            eos_token_text: tokenizer_config.eos_token.clone(),
             source: file.to_path_buf(),
         };
         tokenizer.vocab_size = match &tokenizer.backend {
@@ -423,6 +440,16 @@ impl Tokenizer {
     /// The Jinja chat template from `tokenizer_config.json`, if any.
     pub fn chat_template(&self) -> Option<&str> {
         self.chat_template.as_deref()
+    }
+
+    /// `bos_token` as written in `tokenizer_config.json` (what chat templates print).
+    pub fn bos_token_text(&self) -> Option<&str> {
+        self.bos_token_text.as_deref()
+    }
+
+    /// `eos_token` as written in `tokenizer_config.json`.
+    pub fn eos_token_text(&self) -> Option<&str> {
+        self.eos_token_text.as_deref()
     }
 
     /// The tokenizer file this was loaded from.

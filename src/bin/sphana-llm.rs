@@ -1,0 +1,479 @@
+//! `sphana-llm`: tokenize, decode, generate and chat from the command line, on the same
+//! safe Rust API the C ABI wraps.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use sphana_llm::{
+    ChatMessage, ChatOptions, EncodeOptions, ExecutionProvider, Flow, GenerateParams, Generation,
+    LoadOptions, Model, TokenizerFormat,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "sphana-llm",
+    version,
+    about = "Exact LLM tokenizers and text generation over ONNX Runtime"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the token ids of a text (argument or stdin).
+    Tokenize {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Add BOS etc. as the tokenizer's configuration says.
+        #[arg(long)]
+        add_special: bool,
+        /// Recognise special-token text such as "<|eot_id|>".
+        #[arg(long)]
+        parse_special: bool,
+        /// Also print each token's vocabulary string and byte offsets.
+        #[arg(long)]
+        tokens: bool,
+        /// The text (read from stdin when absent).
+        text: Option<String>,
+    },
+    /// Print the text of token ids.
+    Decode {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Keep special tokens in the text.
+        #[arg(long)]
+        keep_special: bool,
+        /// The ids (read from stdin, separated by spaces or commas, when absent).
+        ids: Vec<u32>,
+    },
+    /// Continue a text prompt; the text streams to stdout, figures go to stderr.
+    Generate {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        generation: GenerationArgs,
+        /// Recognise special-token text in the prompt (e.g. a hand-written ChatML prompt).
+        #[arg(long)]
+        parse_special: bool,
+        /// Do not add BOS to the prompt.
+        #[arg(long)]
+        no_bos: bool,
+        /// The prompt (read from stdin when absent).
+        prompt: Option<String>,
+    },
+    /// Ask the model one question with its chat template, or chat interactively when no
+    /// question is given and stdin is a terminal.
+    Chat {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        generation: GenerationArgs,
+        /// A system message.
+        #[arg(long)]
+        system: Option<String>,
+        /// Print the rendered prompt to stderr.
+        #[arg(long)]
+        show_prompt: bool,
+        /// The question (interactive loop when absent and stdin is a terminal; else stdin).
+        question: Option<String>,
+    },
+    /// Describe a model: tokenizer, special tokens, ONNX inputs/outputs, KV layout, runtime.
+    Info {
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// Model directory or tokenizer file [env: SPHANA_LLM_MODEL].
+    #[arg(short, long, env = "SPHANA_LLM_MODEL")]
+    model: PathBuf,
+    /// Path of libonnxruntime.so [default: ORT_DYLIB_PATH, then next to the library].
+    #[arg(long)]
+    ort: Option<PathBuf>,
+    /// Force a tokenizer format: json, sentencepiece or tiktoken.
+    #[arg(long, value_parser = parse_format)]
+    format: Option<TokenizerFormat>,
+    /// ONNX file inside the model directory [default: model.onnx, else the only *.onnx].
+    #[arg(long)]
+    onnx_file: Option<String>,
+    /// ONNX Runtime intra-op threads [default: ONNX Runtime's choice].
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Run on CUDA (fails unless --cpu-fallback when CUDA is unavailable).
+    #[arg(long)]
+    cuda: bool,
+    /// CUDA device ordinal.
+    #[arg(long, default_value_t = 0)]
+    device: i32,
+    /// With --cuda: run on CPU if CUDA cannot be enabled.
+    #[arg(long)]
+    cpu_fallback: bool,
+}
+
+#[derive(Args)]
+struct GenerationArgs {
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 256)]
+    max_new_tokens: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Top-k (0 disables).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Top-p (1 disables).
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// Min-p (0 disables).
+    #[arg(long, default_value_t = 0.0)]
+    min_p: f32,
+    /// Repetition penalty (1 disables).
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f32,
+    /// Sampling seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Stop string (repeatable).
+    #[arg(long = "stop")]
+    stop_strings: Vec<String>,
+    /// Keep generating past EOS.
+    #[arg(long)]
+    ignore_eos: bool,
+}
+
+fn parse_format(s: &str) -> Result<TokenizerFormat, String> {
+    match s {
+        "json" | "hf" | "tokenizer.json" => Ok(TokenizerFormat::HfJson),
+        "sentencepiece" | "spm" => Ok(TokenizerFormat::SentencePiece),
+        "tiktoken" => Ok(TokenizerFormat::Tiktoken),
+        other => Err(format!(
+            "unknown format {other:?} (json, sentencepiece, tiktoken)"
+        )),
+    }
+}
+
+impl GenerationArgs {
+    fn params(&self) -> GenerateParams {
+        GenerateParams {
+            max_new_tokens: self.max_new_tokens,
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repetition_penalty: self.repetition_penalty,
+            seed: self.seed,
+            stop_strings: self.stop_strings.clone(),
+            ignore_eos: self.ignore_eos,
+            ..Default::default()
+        }
+    }
+}
+
+type CliResult<T> = Result<T, String>;
+
+fn load(args: &ModelArgs) -> CliResult<Model> {
+    let options = LoadOptions {
+        tokenizer_format: args.format,
+        ort_library_path: args.ort.clone(),
+        onnx_file_name: args.onnx_file.clone(),
+        intra_op_threads: args.threads,
+        execution_provider: if args.cuda {
+            ExecutionProvider::Cuda
+        } else {
+            ExecutionProvider::Cpu
+        },
+        device_id: args.device,
+        allow_cpu_fallback: args.cpu_fallback,
+        ..Default::default()
+    };
+    let started = Instant::now();
+    eprint!("loading {} ... ", args.model.display());
+    let model = Model::load(&args.model, &options).map_err(|e| {
+        eprintln!("failed");
+        e.to_string()
+    })?;
+    eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(model)
+}
+
+fn read_stdin() -> CliResult<String> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| format!("reading stdin: {e}"))?;
+    Ok(text)
+}
+
+fn stream_to_stdout() -> impl FnMut(&str) -> Flow {
+    let mut stdout = std::io::stdout();
+    move |chunk: &str| {
+        if stdout
+            .write_all(chunk.as_bytes())
+            .and_then(|_| stdout.flush())
+            .is_err()
+        {
+            return Flow::Stop;
+        }
+        Flow::Continue
+    }
+}
+
+fn print_stats(result: &Generation) {
+    let s = &result.stats;
+    let decode_tokens = s.generated_tokens.saturating_sub(1).max(1);
+    eprintln!(
+        "[{} prompt tokens, {} generated, finish: {:?}; prefill {:.0} ms ({:.1} tok/s), decode {:.1} tok/s]",
+        s.prompt_tokens,
+        s.generated_tokens,
+        s.finish_reason,
+        s.prefill_ms,
+        s.prompt_tokens as f64 / (s.prefill_ms / 1e3).max(1e-9),
+        decode_tokens as f64 / (s.decode_ms / 1e3).max(1e-9),
+    );
+}
+
+fn run(cli: Cli) -> CliResult<()> {
+    match cli.command {
+        Command::Tokenize {
+            model,
+            add_special,
+            parse_special,
+            tokens,
+            text,
+        } => {
+            let model = load(&model)?;
+            let text = match text {
+                Some(t) => t,
+                None => read_stdin()?,
+            };
+            let options = EncodeOptions {
+                add_special,
+                parse_special,
+            };
+            let encoding = model
+                .tokenize_with_offsets(&text, options)
+                .map_err(|e| e.to_string())?;
+            if tokens {
+                for (id, (start, end)) in encoding.ids.iter().zip(&encoding.offsets) {
+                    let token = model.tokenizer().id_to_token(*id).unwrap_or_default();
+                    println!("{id}\t{token:?}\t{start}..{end}\t{:?}", &text[*start..*end]);
+                }
+            } else {
+                let ids: Vec<String> = encoding.ids.iter().map(u32::to_string).collect();
+                println!("{}", ids.join(" "));
+            }
+            eprintln!("[{} tokens, {} bytes]", encoding.ids.len(), text.len());
+        }
+        Command::Decode {
+            model,
+            keep_special,
+            ids,
+        } => {
+            let model = load(&model)?;
+            let ids = if ids.is_empty() {
+                read_stdin()?
+                    .split(|c: char| c.is_whitespace() || c == ',')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        s.parse::<u32>()
+                            .map_err(|_| format!("not a token id: {s:?}"))
+                    })
+                    .collect::<CliResult<Vec<u32>>>()?
+            } else {
+                ids
+            };
+            let text = model
+                .tokenizer()
+                .decode(&ids, !keep_special)
+                .map_err(|e| e.to_string())?;
+            println!("{text}");
+        }
+        Command::Generate {
+            model,
+            generation,
+            parse_special,
+            no_bos,
+            prompt,
+        } => {
+            let model = load(&model)?;
+            let prompt = match prompt {
+                Some(p) => p,
+                None => read_stdin()?,
+            };
+            let params = GenerateParams {
+                parse_special,
+                add_special: !no_bos,
+                ..generation.params()
+            };
+            let result = model
+                .generate(&prompt, &params, &mut stream_to_stdout())
+                .map_err(|e| e.to_string())?;
+            println!();
+            print_stats(&result);
+        }
+        Command::Chat {
+            model,
+            generation,
+            system,
+            show_prompt,
+            question,
+        } => {
+            let model = load(&model)?;
+            let params = generation.params();
+            let mut messages: Vec<ChatMessage> = system
+                .into_iter()
+                .map(|s| ChatMessage::new("system", s))
+                .collect();
+            let interactive = question.is_none() && std::io::stdin().is_terminal();
+            let ask = |messages: &mut Vec<ChatMessage>, question: String| -> CliResult<()> {
+                messages.push(ChatMessage::new("user", question));
+                if show_prompt {
+                    let prompt = model
+                        .apply_chat_template(messages, true, &ChatOptions::default())
+                        .map_err(|e| e.to_string())?;
+                    eprintln!("{prompt}");
+                }
+                let result = model
+                    .generate_chat(
+                        messages,
+                        &ChatOptions::default(),
+                        &params,
+                        &mut stream_to_stdout(),
+                    )
+                    .map_err(|e| e.to_string())?;
+                println!();
+                print_stats(&result);
+                messages.push(ChatMessage::new("assistant", result.text));
+                Ok(())
+            };
+            if interactive {
+                eprintln!("(empty line or Ctrl-D to quit)");
+                loop {
+                    eprint!("> ");
+                    let mut line = String::new();
+                    if std::io::stdin()
+                        .read_line(&mut line)
+                        .map_err(|e| e.to_string())?
+                        == 0
+                        || line.trim().is_empty()
+                    {
+                        break;
+                    }
+                    ask(&mut messages, line.trim_end().to_owned())?;
+                }
+            } else {
+                let question = match question {
+                    Some(q) => q,
+                    None => read_stdin()?.trim_end().to_owned(),
+                };
+                ask(&mut messages, question)?;
+            }
+        }
+        Command::Info { model } => {
+            let model = load(&model)?;
+            print_info(&model);
+        }
+    }
+    Ok(())
+}
+
+fn print_info(model: &Model) {
+    let t = model.tokenizer();
+    println!("path:              {}", model.path().display());
+    println!(
+        "tokenizer:         {} ({})",
+        t.format().name(),
+        t.source().display()
+    );
+    println!("vocabulary:        {}", t.vocab_size());
+    let name = |id: u32| t.id_to_token(id).unwrap_or_default();
+    match t.bos_id() {
+        Some(id) => println!("bos:               {id} {}", name(id)),
+        None => println!("bos:               none"),
+    }
+    let eos: Vec<String> = t
+        .eos_ids()
+        .iter()
+        .map(|&id| format!("{id} {}", name(id)))
+        .collect();
+    println!(
+        "eos:               {}",
+        if eos.is_empty() {
+            "none".into()
+        } else {
+            eos.join(", ")
+        }
+    );
+    let specials = t.special_tokens();
+    let shown: Vec<&str> = specials.iter().take(12).map(|(_, s)| s.as_str()).collect();
+    println!(
+        "special tokens:    {} ({}{})",
+        specials.len(),
+        shown.join(" "),
+        if specials.len() > shown.len() {
+            " ..."
+        } else {
+            ""
+        }
+    );
+    println!(
+        "chat template:     {}",
+        if t.chat_template().is_some() {
+            "yes"
+        } else {
+            "no"
+        }
+    );
+    let Some(engine) = model.engine() else {
+        println!("onnx model:        none (tokenizer-only)");
+        return;
+    };
+    let layout = engine.layout();
+    println!("onnx model:        {}", engine.model_file().display());
+    println!("inputs:            {}", layout.input_names.join(", "));
+    println!("outputs:           {}", layout.output_names.join(", "));
+    if layout.has_kv_cache() {
+        println!(
+            "kv cache:          {} layers x {} heads x {} dims, {}",
+            layout.layers.len(),
+            layout.kv_heads,
+            layout.head_dim,
+            layout.kv_dtype.name()
+        );
+    } else {
+        println!("kv cache:          none (full recompute each step)");
+    }
+    println!(
+        "logits:            {:?} x {}",
+        layout.logits_dtype,
+        layout.logits_vocab.map_or("?".into(), |v| v.to_string())
+    );
+    match engine.context_length() {
+        Some(c) => println!("context length:    {c}"),
+        None => println!("context length:    unknown (no config.json)"),
+    }
+    println!(
+        "onnx runtime:      {} ({}), {:?}, {} session(s)",
+        engine.runtime().version,
+        engine.runtime().library_path.display(),
+        engine.provider(),
+        engine.session_count()
+    );
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
