@@ -447,11 +447,11 @@ mod tests {
 
     #[test]
     fn strftime_matches_known_dates() {
-        // 2024-07-26 12:34:56 UTC is 1722004496.
+        // 2024-07-26 14:34:56 UTC is 1722004496 (checked with Python time.strftime).
         assert_eq!(strftime("%d %b %Y", 1_722_004_496).unwrap(), "26 Jul 2024");
         assert_eq!(
             strftime("%A %B %e %H:%M:%S %j %y %%", 1_722_004_496).unwrap(),
-            "Friday July 26 12:34:56 208 24 %"
+            "Friday July 26 14:34:56 208 24 %"
         );
         assert_eq!(strftime("%d %m %Y", 0).unwrap(), "01 01 1970");
         assert_eq!(strftime("%d %b %Y", 951_782_400).unwrap(), "29 Feb 2000");
