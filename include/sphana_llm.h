@@ -186,6 +186,29 @@ typedef struct SphanaLlmModel SphanaLlmModel;
 typedef struct SphanaLlmStreamDecoder SphanaLlmStreamDecoder;
 
 /**
+ * One chat message: `role` ("system", "user", "assistant", ...) and `content`, each given
+ * as UTF-8 bytes with an explicit length (not NUL-terminated).
+ */
+typedef struct SphanaLlmChatMessage {
+  /**
+   * The role's bytes.
+   */
+  const char *role;
+  /**
+   * Length of `role` in bytes.
+   */
+  size_t role_len;
+  /**
+   * The content's bytes (NULL allowed when `content_len` is 0).
+   */
+  const char *content;
+  /**
+   * Length of `content` in bytes.
+   */
+  size_t content_len;
+} SphanaLlmChatMessage;
+
+/**
  * Generation parameters. Start from `sphana_llm_generate_params_default()`.
  */
 typedef struct SphanaLlmGenerateParams {
@@ -397,6 +420,44 @@ typedef struct SphanaLlmTokenBatch {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Renders `count` messages with the model's own chat template (from
+ * `tokenizer_config.json` or `chat_template.jinja`), exactly as HF `transformers`'
+ * `apply_chat_template(messages, tokenize=False, add_generation_prompt=...)` does.
+ * Templates that print a date (Llama 3.x) get today's date.
+ *
+ * `out_text` receives a malloc'd NUL-terminated string (free with `sphana_llm_string_free`).
+ * Returns `SPHANA_LLM_OK`; `SPHANA_LLM_ERR_UNSUPPORTED` (the model has no chat template);
+ * `SPHANA_LLM_ERR_INVALID_MODEL` (the template does not compile);
+ * `SPHANA_LLM_ERR_INVALID_ARGUMENT` (NULL pointers, empty role, the template raised an
+ * exception for these messages, e.g. an unsupported role order); `SPHANA_LLM_ERR_INVALID_UTF8`;
+ * `SPHANA_LLM_ERR_LIMIT_EXCEEDED`. Thread-safe.
+ */
+int32_t sphana_llm_apply_chat_template(const struct SphanaLlmModel *model,
+                                       const struct SphanaLlmChatMessage *messages,
+                                       size_t count,
+                                       uint32_t add_generation_prompt,
+                                       char **out_text);
+
+/**
+ * Renders the conversation with the model's chat template (adding the generation prompt)
+ * and generates the assistant's reply, like `sphana_llm_generate` in every other respect.
+ *
+ * Special-token text written by the template (e.g. "<|eot_id|>") becomes special ids;
+ * message contents are always tokenized as plain text, so a retrieved document or user
+ * input containing "<|eot_id|>" cannot end its turn. `params->parse_special` and
+ * `params->add_special` do not apply (the template decides BOS).
+ * Errors as `sphana_llm_generate`, plus those of `sphana_llm_apply_chat_template`.
+ */
+int32_t sphana_llm_generate_chat(const struct SphanaLlmModel *model,
+                                 const struct SphanaLlmChatMessage *messages,
+                                 size_t count,
+                                 const struct SphanaLlmGenerateParams *params,
+                                 SphanaLlmTextCallback on_text,
+                                 void *user_data,
+                                 char **out_text,
+                                 struct SphanaLlmGenerateStats *out_stats);
 
 /**
  * The message of this thread's most recent failed call, or "" when none has failed.

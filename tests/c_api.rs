@@ -45,8 +45,34 @@ fn smoke_args() -> Vec<String> {
     let golden = common::golden("tokenizers/llama3.2.json");
     let tiktoken = common::golden("tokenizers/llama3-tiktoken.json");
     let inputs: std::collections::HashMap<String, String> = common::inputs().into_iter().collect();
+    let smollm2 = common::golden("models/smollm2.json");
+    let tiny = common::golden("models/tiny_llama.json");
+    let tiny_prompt = &tiny["variants"]["fp32"]["prompts"][1];
     let mut args = vec![
         format!("version={}", env!("CARGO_PKG_VERSION")),
+        format!("ort_library={}", common::ort_library().display()),
+        format!(
+            "smollm2_dir={}",
+            common::model_dir("smollm2-135m-instruct").display()
+        ),
+        format!(
+            "smollm2_prompt={}",
+            smollm2["prompt_text"].as_str().unwrap()
+        ),
+        format!(
+            "smollm2_question={}",
+            smollm2["messages"][0]["content"].as_str().unwrap()
+        ),
+        format!(
+            "smollm2_answer={}",
+            smollm2["models"]["fp32"]["text"].as_str().unwrap()
+        ),
+        format!(
+            "tiny_dir={}",
+            common::model_dir("tiny-llama/fp32").display()
+        ),
+        format!("tiny_prompt_ids={}", joined(&tiny_prompt["prompt_ids"])),
+        format!("tiny_new_ids={}", joined(&tiny_prompt["new_ids"])),
         format!("llama_dir={}", common::tokenizer_dir("llama3.2").display()),
         format!(
             "tiktoken_dir={}",

@@ -272,7 +272,7 @@ unsafe fn check_stats(out_stats: *mut SphanaLlmGenerateStats) -> Result<()> {
 ///
 /// # Safety
 /// All pointers as documented for `sphana_llm_generate`.
-unsafe fn run_generation(
+pub(crate) unsafe fn run_generation(
     model: *const SphanaLlmModel,
     params: *const SphanaLlmGenerateParams,
     on_text: SphanaLlmTextCallback,

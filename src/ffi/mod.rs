@@ -12,11 +12,13 @@
 // in its doc comment: pointers are NULL or valid for the sizes the caller passes.
 #![allow(clippy::missing_safety_doc)]
 
+mod chat;
 mod common;
 mod generate;
 mod model;
 mod tokenize;
 
+pub use self::chat::*;
 pub use self::common::*;
 pub use self::generate::*;
 pub use self::model::*;

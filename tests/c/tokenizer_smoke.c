@@ -305,6 +305,139 @@ static void check_eos_ids(const SphanaLlmModel *m, const Ids *want, const char *
     }
 }
 
+/* ---- generation ---------------------------------------------------------------- */
+
+typedef struct {
+    char text[4096];
+    size_t len;
+    int calls;
+    int stop_after; /* return non-zero on this call (0: never) */
+    int bad_utf8;   /* a chunk was not complete UTF-8 */
+} Sink;
+
+static int utf8_complete(const char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = (unsigned char)s[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (len == 0 || i + len > n) return 0;
+        for (size_t k = 1; k < len; k++) {
+            if (((unsigned char)s[i + k] >> 6) != 2) return 0;
+        }
+        i += len;
+    }
+    return 1;
+}
+
+static int32_t on_text(const char *text, size_t len, void *user_data) {
+    Sink *sink = (Sink *)user_data;
+    sink->calls++;
+    if (!utf8_complete(text, len) || text[len] != '\0') sink->bad_utf8 = 1;
+    if (sink->len + len < sizeof sink->text) {
+        memcpy(sink->text + sink->len, text, len);
+        sink->len += len;
+        sink->text[sink->len] = '\0';
+    }
+    return sink->stop_after != 0 && sink->calls >= sink->stop_after;
+}
+
+static void check_generation(void) {
+    SphanaLlmLoadOptions options = sphana_llm_load_options_default();
+    options.ort_library_path = arg("ort_library");
+    SphanaLlmModel *smol = NULL;
+    EXPECT_STATUS(sphana_llm_load(arg("smollm2_dir"), &options, &smol), SPHANA_LLM_OK, "load SmolLM2");
+    if (smol == NULL) return;
+
+    /* A hand-written ChatML prompt: special tokens parsed, streamed through the callback. */
+    const char *prompt = arg("smollm2_prompt");
+    SphanaLlmGenerateParams params = sphana_llm_generate_params_default();
+    params.max_new_tokens = 48;
+    params.parse_special = 1;
+    Sink sink;
+    memset(&sink, 0, sizeof sink);
+    char *text = NULL;
+    SphanaLlmGenerateStats stats;
+    memset(&stats, 0, sizeof stats);
+    stats.struct_size = sizeof stats;
+    EXPECT_STATUS(sphana_llm_generate(smol, prompt, strlen(prompt), &params, on_text, &sink, &text, &stats),
+                  SPHANA_LLM_OK, "generate");
+    CHECK(text != NULL && strcmp(text, arg("smollm2_answer")) == 0, "answer \"%s\"", text ? text : "(NULL)");
+    CHECK(text != NULL && strstr(text, "Paris") != NULL, "the answer names Paris");
+    CHECK(text != NULL && strcmp(sink.text, text) == 0, "callback chunks \"%s\" join to out_text", sink.text);
+    CHECK(sink.calls >= 2 && !sink.bad_utf8, "%d chunks, all complete UTF-8", sink.calls);
+    CHECK(stats.finish_reason == SPHANA_LLM_FINISH_EOS, "finish reason %d", (int)stats.finish_reason);
+    CHECK(stats.generated_tokens > 0 && stats.prompt_tokens > 10, "stats %zu/%zu",
+          stats.prompt_tokens, stats.generated_tokens);
+    sphana_llm_string_free(text);
+
+    /* The same question through the model's chat template. */
+    const char *question = arg("smollm2_question");
+    SphanaLlmChatMessage message = {"user", 4, question, strlen(question)};
+    char *rendered = NULL;
+    EXPECT_STATUS(sphana_llm_apply_chat_template(smol, &message, 1, 1, &rendered), SPHANA_LLM_OK,
+                  "apply_chat_template");
+    CHECK(rendered != NULL && strcmp(rendered, prompt) == 0, "rendered chat equals the reference prompt");
+    sphana_llm_string_free(rendered);
+    text = NULL;
+    EXPECT_STATUS(sphana_llm_generate_chat(smol, &message, 1, NULL, NULL, NULL, &text, NULL), SPHANA_LLM_OK,
+                  "generate_chat");
+    CHECK(text != NULL && strcmp(text, arg("smollm2_answer")) == 0, "chat answer \"%s\"", text ? text : "(NULL)");
+    sphana_llm_string_free(text);
+
+    /* A callback that asks to stop ends generation at once. */
+    memset(&sink, 0, sizeof sink);
+    sink.stop_after = 1;
+    EXPECT_STATUS(sphana_llm_generate(smol, prompt, strlen(prompt), &params, on_text, &sink, NULL, &stats),
+                  SPHANA_LLM_OK, "generate with a stopping callback");
+    CHECK(sink.calls == 1 && stats.finish_reason == SPHANA_LLM_FINISH_CANCELLED, "%d calls, finish %d",
+          sink.calls, (int)stats.finish_reason);
+
+    /* A cancelled flag ends a generation before it starts. */
+    SphanaLlmCancellation *cancel = NULL;
+    EXPECT_STATUS(sphana_llm_cancellation_new(&cancel), SPHANA_LLM_OK, "cancellation_new");
+    EXPECT_STATUS(sphana_llm_cancellation_cancel(cancel), SPHANA_LLM_OK, "cancel");
+    params.cancel = cancel;
+    EXPECT_STATUS(sphana_llm_generate(smol, prompt, strlen(prompt), &params, NULL, NULL, NULL, &stats),
+                  SPHANA_LLM_OK, "generate with a cancelled flag");
+    CHECK(stats.finish_reason == SPHANA_LLM_FINISH_CANCELLED && stats.generated_tokens == 0,
+          "cancelled before start: finish %d, %zu tokens", (int)stats.finish_reason, stats.generated_tokens);
+    sphana_llm_cancellation_free(cancel);
+    params.cancel = NULL;
+
+    /* Bad parameters are rejected with a message. */
+    params.top_p = 0.0f;
+    EXPECT_ERROR(sphana_llm_generate(smol, prompt, strlen(prompt), &params, NULL, NULL, NULL, NULL),
+                 SPHANA_LLM_ERR_INVALID_ARGUMENT, "top_p", "generate with top_p 0");
+    sphana_llm_free(smol);
+
+    /* Greedy ids from an id prompt on the tiny model equal the reference. */
+    SphanaLlmModel *tiny = NULL;
+    EXPECT_STATUS(sphana_llm_load(arg("tiny_dir"), &options, &tiny), SPHANA_LLM_OK, "load tiny model");
+    if (tiny == NULL) return;
+    Ids prompt_ids = ids_arg("tiny_prompt_ids");
+    Ids want = ids_arg("tiny_new_ids");
+    int32_t got[64];
+    SphanaLlmGenerateParams greedy = sphana_llm_generate_params_default();
+    greedy.max_new_tokens = (uint32_t)want.n;
+    greedy.ignore_eos = 1;
+    greedy.out_token_ids = got;
+    greedy.out_token_ids_capacity = 64;
+    EXPECT_STATUS(sphana_llm_generate_from_ids(tiny, prompt_ids.v, prompt_ids.n, &greedy, NULL, NULL, NULL, &stats),
+                  SPHANA_LLM_OK, "generate_from_ids");
+    CHECK(stats.generated_tokens == want.n && memcmp(got, want.v, want.n * sizeof *got) == 0,
+          "tiny model greedy ids equal the reference (%zu tokens)", stats.generated_tokens);
+    free(prompt_ids.v);
+    free(want.v);
+    sphana_llm_free(tiny);
+
+    /* Tokenizer-only loads cannot generate. */
+    SphanaLlmModel *tok = NULL;
+    EXPECT_STATUS(sphana_llm_load(arg("llama_dir"), NULL, &tok), SPHANA_LLM_OK, "load tokenizer-only");
+    EXPECT_ERROR(sphana_llm_generate(tok, "hi", 2, NULL, NULL, NULL, NULL, NULL), SPHANA_LLM_ERR_UNSUPPORTED,
+                 "tokenizer-only", "generate on a tokenizer-only model");
+    sphana_llm_free(tok);
+}
+
 int main(int argc, char **argv) {
     g_argc = argc;
     g_argv = argv;
@@ -678,7 +811,7 @@ int main(int argc, char **argv) {
     }
 
     // GENERATION
-    /* Generation checks (the sphana_llm_generate* entry points) go here. */
+    check_generation();
 
     sphana_llm_free(m);
     free(para_ids_10.v);
