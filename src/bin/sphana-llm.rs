@@ -388,9 +388,14 @@ fn print_info(model: &Model) {
     let t = model.tokenizer();
     println!("path:              {}", model.path().display());
     println!(
-        "tokenizer:         {} ({})",
+        "tokenizer:         {} ({}){}",
         t.format().name(),
-        t.source().display()
+        t.source().display(),
+        if t.has_fast_path() {
+            ", byte-level BPE fast path"
+        } else {
+            ""
+        }
     );
     println!("vocabulary:        {}", t.vocab_size());
     let name = |id: u32| t.id_to_token(id).unwrap_or_default();

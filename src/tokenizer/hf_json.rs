@@ -15,6 +15,7 @@ use tokenizers::{
     PreTokenizerWrapper, Token, TokenizerImpl,
 };
 
+use super::fast_bpe::{self, FastBpe};
 use super::Encoding;
 use crate::error::{Error, Result};
 
@@ -62,6 +63,8 @@ pub(crate) struct HfTokenizer {
     parsing_special: Pipeline,
     /// Special-token text in the input is tokenized as ordinary text.
     literal_special: Pipeline,
+    /// The byte-level fast path, when it is provably the same tokenizer.
+    fast: Option<FastBpe>,
 }
 
 impl HfTokenizer {
@@ -69,11 +72,14 @@ impl HfTokenizer {
     pub(crate) fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
         let tokenizer = tokenizers::Tokenizer::from_bytes(bytes)
             .map_err(|e| Error::invalid_model(path, format!("not a valid tokenizer.json: {e}")))?;
-        Ok(Self::from_tokenizer(tokenizer))
+        Ok(Self::from_tokenizer(
+            tokenizer,
+            fast_bpe::for_tokenizer_json(bytes),
+        ))
     }
 
-    /// Wraps an already-built `tokenizers` pipeline (used by the tiktoken loader).
-    pub(crate) fn from_tokenizer(tokenizer: tokenizers::Tokenizer) -> Self {
+    /// Wraps an already-built `tokenizers` pipeline (and its fast path, if any).
+    pub(crate) fn from_tokenizer(tokenizer: tokenizers::Tokenizer, fast: Option<FastBpe>) -> Self {
         let inner = tokenizer.into_inner();
         let model = SharedModel(Arc::new(inner.get_model().clone()));
         let build = |encode_special_as_text: bool| -> Pipeline {
@@ -92,6 +98,7 @@ impl HfTokenizer {
         Self {
             parsing_special: build(false),
             literal_special: build(true),
+            fast,
         }
     }
 
@@ -105,6 +112,25 @@ impl HfTokenizer {
 
     /// Token ids (and byte offsets when `with_offsets`) for `text`.
     pub(crate) fn encode(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+        with_offsets: bool,
+    ) -> Result<Encoding> {
+        if let Some(fast) = &self.fast {
+            return Ok(fast.encode(text, add_special, parse_special, with_offsets));
+        }
+        self.encode_general(text, add_special, parse_special, with_offsets)
+    }
+
+    /// True when encoding takes the byte-level fast path.
+    pub(crate) fn has_fast_path(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    /// The general `tokenizers` pipeline (the fast path's oracle).
+    pub(crate) fn encode_general(
         &self,
         text: &str,
         add_special: bool,

@@ -7,6 +7,7 @@
 //! * [`config`] — the JSON side files (`tokenizer_config.json`, `generation_config.json`, `config.json`).
 
 pub mod config;
+pub(crate) mod fast_bpe;
 pub(crate) mod hf_json;
 pub(crate) mod sentencepiece;
 pub mod stream;
@@ -367,6 +368,23 @@ impl Tokenizer {
                 };
                 Ok(Encoding { ids, offsets })
             }
+        }
+    }
+
+    /// True when encoding takes the byte-level fast path (Llama 3-style BPE; see
+    /// [`fast_bpe`](self)); it gives the same ids and offsets as the general pipeline.
+    pub fn has_fast_path(&self) -> bool {
+        matches!(&self.backend, Backend::Hf(hf) if hf.has_fast_path())
+    }
+
+    /// Encodes with the general `tokenizers` / `sentencepiece` pipeline even when a fast
+    /// path exists: the oracle the fast path is tested and benchmarked against.
+    pub fn encode_with_general_path(&self, text: &str, options: EncodeOptions) -> Result<Encoding> {
+        match &self.backend {
+            Backend::Hf(hf) => {
+                hf.encode_general(text, options.add_special, options.parse_special, true)
+            }
+            Backend::SentencePiece { .. } => self.encode_inner(text, options, true),
         }
     }
 

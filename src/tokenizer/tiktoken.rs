@@ -218,7 +218,8 @@ pub(crate) fn load_llama3(bytes: &[u8], path: &Path) -> Result<HfTokenizer> {
         .map_err(|e| Error::Internal(format!("serializing the Llama 3 pipeline: {e}")))?;
     let tokenizer = tokenizers::Tokenizer::from_bytes(&serialized)
         .map_err(|e| Error::Internal(format!("building the Llama 3 pipeline: {e}")))?;
-    Ok(HfTokenizer::from_tokenizer(tokenizer))
+    let fast = super::fast_bpe::for_llama3_ranks(&tokens, &specials)?;
+    Ok(HfTokenizer::from_tokenizer(tokenizer, Some(fast)))
 }
 
 #[cfg(test)]
