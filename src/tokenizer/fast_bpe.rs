@@ -470,22 +470,11 @@ impl FastBpe {
 
 /// GPT-2's byte → printable char map (as `tokenizers`' ByteLevel uses), inverted.
 pub(crate) fn char_to_byte_map() -> FxHashMap<char, u8> {
-    let mut map = FxHashMap::default();
-    let mut next_extra = 256u32;
-    for b in 0u32..256 {
-        let printable =
-            (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b);
-        let c = if printable {
-            b
-        } else {
-            next_extra += 1;
-            next_extra - 1
-        };
-        if let Some(c) = char::from_u32(c) {
-            map.insert(c, b as u8);
-        }
-    }
-    map
+    super::tiktoken::byte_to_char_map()
+        .iter()
+        .enumerate()
+        .map(|(byte, &c)| (c, byte as u8))
+        .collect()
 }
 
 #[cfg(test)]

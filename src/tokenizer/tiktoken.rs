@@ -115,7 +115,7 @@ fn parse_ranks(bytes: &[u8], path: &Path) -> Result<Vec<Vec<u8>>> {
 }
 
 /// GPT-2's reversible byte → printable character map used by byte-level BPE.
-fn byte_to_char_map() -> [char; 256] {
+pub(crate) fn byte_to_char_map() -> [char; 256] {
     let mut map = ['\0'; 256];
     let mut next_extra = 256u32;
     for b in 0u32..256 {
