@@ -320,3 +320,38 @@ fn committed_header_is_current() {
         );
     }
 }
+
+/// The C example in README.md compiles and links against the header and the cdylib
+/// with `-std=c11 -Wall -Wextra -Werror -pedantic`, so the README cannot drift from the API.
+#[test]
+fn readme_c_example_compiles() {
+    let root = common::repo_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let start = readme.find("```c\n").expect("README has a C example") + "```c\n".len();
+    let end = start
+        + readme[start..]
+            .find("```")
+            .expect("the C example is closed");
+    let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let source = out_dir.join("readme_example.c");
+    std::fs::write(&source, &readme[start..end]).unwrap();
+    let lib = cdylib();
+    let lib_dir = lib.parent().unwrap();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
+    let compile = Command::new(&cc)
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-o"])
+        .arg(out_dir.join("readme_example"))
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg(&source)
+        .arg("-L")
+        .arg(lib_dir)
+        .arg("-lsphana_llm")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the C compiler `{cc}`: {e}"));
+    assert!(
+        compile.status.success(),
+        "the README's C example does not compile:\n{}",
+        String::from_utf8_lossy(&compile.stderr)
+    );
+}
