@@ -1,0 +1,89 @@
+using System;
+using System.Collections.Generic;
+
+namespace Sphana.Llm
+{
+    /// <summary>
+    /// Generation parameters; mirrors <c>SphanaLlmGenerateParams</c>. A new instance holds the library's
+    /// defaults: greedy decoding, 256 tokens, BOS added as the tokenizer says, special-token text in the
+    /// prompt kept as plain text. Values out of range are rejected by the library with
+    /// <see cref="SphanaLlmStatus.InvalidArgument"/>.
+    /// </summary>
+    public sealed class GenerationOptions
+    {
+        /// <summary>Creates options with the library's defaults.</summary>
+        public GenerationOptions()
+        {
+            MaxTokens = 256;
+            TopP = 1f;
+            RepetitionPenalty = 1f;
+            AddSpecialTokens = true;
+            StopStrings = new List<string>();
+        }
+
+        /// <summary>Most tokens to generate (default 256). The EOS that ends generation is not counted.</summary>
+        public int MaxTokens { get; set; }
+
+        /// <summary>Softmax temperature; 0 (default) is greedy decoding. Must be finite and &gt;= 0.</summary>
+        public float Temperature { get; set; }
+
+        /// <summary>Keep the k most likely tokens; 0 (default) disables.</summary>
+        public int TopK { get; set; }
+
+        /// <summary>Nucleus sampling mass in (0, 1]; 1 (default) disables.</summary>
+        public float TopP { get; set; }
+
+        /// <summary>Drop tokens less likely than MinP times the most likely; in [0, 1), 0 (default) disables.</summary>
+        public float MinP { get; set; }
+
+        /// <summary>Repetition penalty over prompt and generated ids (&gt; 0); 1 (default) disables.</summary>
+        public float RepetitionPenalty { get; set; }
+
+        /// <summary>Seed of the sampling RNG (default 0): the same seed gives the same output.</summary>
+        public ulong Seed { get; set; }
+
+        /// <summary>
+        /// Generation ends when the text contains one of these (at most 64, each 1 to 1024 UTF-8 bytes);
+        /// the stop string is not part of the result. Default: none.
+        /// </summary>
+        public IList<string> StopStrings { get; set; }
+
+        /// <summary>
+        /// Whether special-token text in a text prompt (e.g. "&lt;|im_start|&gt;") becomes the special id.
+        /// Default false, so prompt text (retrieved documents, user input) cannot inject control tokens.
+        /// Turn it on for prompts you built from a chat template.
+        /// </summary>
+        public bool ParseSpecialTokens { get; set; }
+
+        /// <summary>Whether to add BOS etc. to a text prompt as the tokenizer's configuration says (default true). Ignored for id prompts.</summary>
+        public bool AddSpecialTokens { get; set; }
+
+        /// <summary>Keep generating past end-of-sequence ids (benchmarks). Default false.</summary>
+        public bool IgnoreEos { get; set; }
+
+        /// <summary>The C struct (pointer fields are filled by the caller).</summary>
+        internal NativeMethods.GenerateParams ToNative()
+        {
+            if (MaxTokens < 0)
+            {
+                throw new ArgumentOutOfRangeException("MaxTokens", MaxTokens, "MaxTokens must not be negative");
+            }
+            if (TopK < 0)
+            {
+                throw new ArgumentOutOfRangeException("TopK", TopK, "TopK must not be negative");
+            }
+            NativeMethods.GenerateParams native = NativeMethods.sphana_llm_generate_params_default();
+            native.max_new_tokens = (uint)MaxTokens;
+            native.temperature = Temperature;
+            native.top_k = (uint)TopK;
+            native.top_p = TopP;
+            native.min_p = MinP;
+            native.repetition_penalty = RepetitionPenalty;
+            native.seed = Seed;
+            native.parse_special = ParseSpecialTokens ? 1u : 0u;
+            native.add_special = AddSpecialTokens ? 1u : 0u;
+            native.ignore_eos = IgnoreEos ? 1u : 0u;
+            return native;
+        }
+    }
+}

@@ -1,0 +1,75 @@
+using System.Collections.Generic;
+
+namespace Sphana.Llm
+{
+    /// <summary>Why a generation ended (the C constants <c>SPHANA_LLM_FINISH_*</c>).</summary>
+    public enum FinishReason
+    {
+        /// <summary>The model produced one of its end-of-sequence ids.</summary>
+        Eos = 0,
+
+        /// <summary>The text reached one of the stop strings (not included in the text).</summary>
+        StopString = 1,
+
+        /// <summary><see cref="GenerationOptions.MaxTokens"/> tokens were generated.</summary>
+        Length = 2,
+
+        /// <summary>Cancelled through the CancellationToken, or a text callback or stream consumer stopped it.</summary>
+        Cancelled = 3,
+
+        /// <summary>The model's context window (config.json <c>max_position_embeddings</c>) is full.</summary>
+        ContextFull = 4,
+    }
+
+    /// <summary>The outcome of one generation: the text, the ids, why it ended, and the figures.</summary>
+    public sealed class GenerationResult
+    {
+        internal GenerationResult(string text, int[] tokenIds, NativeMethods.GenerateStats stats)
+        {
+            Text = text;
+            TokenIds = tokenIds;
+            FinishReason = (FinishReason)stats.finish_reason;
+            PromptTokens = checked((int)NativeMethods.Long(stats.prompt_tokens));
+            GeneratedTokens = checked((int)NativeMethods.Long(stats.generated_tokens));
+            PrefillMs = stats.prefill_ms;
+            DecodeMs = stats.decode_ms;
+            SessionRunMs = stats.session_run_ms;
+        }
+
+        /// <summary>The generated text (special tokens and the stop string left out).</summary>
+        public string Text { get; private set; }
+
+        /// <summary>The generated ids, without the EOS that ended generation.</summary>
+        public IReadOnlyList<int> TokenIds { get; private set; }
+
+        /// <summary>Why generation ended.</summary>
+        public FinishReason FinishReason { get; private set; }
+
+        /// <summary>Tokens in the prompt (after BOS etc.).</summary>
+        public int PromptTokens { get; private set; }
+
+        /// <summary>Tokens generated (not counting the EOS that ended generation).</summary>
+        public int GeneratedTokens { get; private set; }
+
+        /// <summary>Milliseconds of the prompt's forward pass.</summary>
+        public double PrefillMs { get; private set; }
+
+        /// <summary>Milliseconds of all later steps.</summary>
+        public double DecodeMs { get; private set; }
+
+        /// <summary>Milliseconds inside ONNX Runtime's <c>session.run</c>, prefill included.</summary>
+        public double SessionRunMs { get; private set; }
+
+        /// <summary>Decode speed: tokens after the first per second of <see cref="DecodeMs"/> (0 when unknown).</summary>
+        public double TokensPerSecond
+        {
+            get { return GeneratedTokens > 1 && DecodeMs > 0 ? (GeneratedTokens - 1) * 1000.0 / DecodeMs : 0; }
+        }
+
+        /// <summary>The text.</summary>
+        public override string ToString()
+        {
+            return Text;
+        }
+    }
+}

@@ -1,0 +1,113 @@
+using System;
+
+namespace Sphana.Llm
+{
+    /// <summary>Which tokenizer file format to load (the C constants <c>SPHANA_LLM_FORMAT_*</c>).</summary>
+    public enum TokenizerFormat
+    {
+        /// <summary>Detect it: <c>tokenizer.json</c> wins over <c>tokenizer.model</c>.</summary>
+        Auto = 0,
+
+        /// <summary>HF <c>tokenizer.json</c>.</summary>
+        HfJson = 1,
+
+        /// <summary>SentencePiece <c>tokenizer.model</c> (protobuf).</summary>
+        SentencePiece = 2,
+
+        /// <summary>tiktoken rank file <c>tokenizer.model</c> (Llama 3's original checkpoint format).</summary>
+        Tiktoken = 3,
+    }
+
+    /// <summary>Where ONNX Runtime runs the model (the C constants <c>SPHANA_LLM_PROVIDER_*</c>).</summary>
+    public enum ExecutionProvider
+    {
+        /// <summary>ONNX Runtime's CPU execution provider.</summary>
+        Cpu = 0,
+
+        /// <summary>ONNX Runtime's CUDA execution provider (<see cref="LlmLoadOptions.DeviceId"/> picks the GPU).</summary>
+        Cuda = 1,
+    }
+
+    /// <summary>
+    /// Options for <see cref="LlmModel.Load(string, LlmLoadOptions)"/>; mirrors <c>SphanaLlmLoadOptions</c>.
+    /// A new instance holds the library's defaults.
+    /// </summary>
+    public sealed class LlmLoadOptions
+    {
+        /// <summary>Creates options with the library's defaults.</summary>
+        public LlmLoadOptions()
+        {
+            TokenizerFormat = TokenizerFormat.Auto;
+            ExecutionProvider = ExecutionProvider.Cpu;
+            SessionCount = 1;
+        }
+
+        /// <summary>The tokenizer format; default <see cref="Llm.TokenizerFormat.Auto"/>.</summary>
+        public TokenizerFormat TokenizerFormat { get; set; }
+
+        /// <summary>
+        /// Absolute path of <c>libonnxruntime.so</c>, or null (default): then the <c>ORT_DYLIB_PATH</c>
+        /// environment variable, then <c>libonnxruntime.so</c> next to <c>libsphana_llm.so</c> (where the
+        /// Microsoft.ML.OnnxRuntime package puts it in an application's output). Only the first load in
+        /// a process decides.
+        /// </summary>
+        public string OrtLibraryPath { get; set; }
+
+        /// <summary>The ONNX file inside the model directory, or null (default): <c>model.onnx</c>, else the only <c>*.onnx</c>.</summary>
+        public string OnnxFileName { get; set; }
+
+        /// <summary>ONNX Runtime intra-op threads; 0 (default) lets ONNX Runtime decide.</summary>
+        public int IntraOpThreads { get; set; }
+
+        /// <summary>The execution provider; default <see cref="Llm.ExecutionProvider.Cpu"/>.</summary>
+        public ExecutionProvider ExecutionProvider { get; set; }
+
+        /// <summary>CUDA device ordinal (default 0).</summary>
+        public int DeviceId { get; set; }
+
+        /// <summary>When CUDA cannot be enabled, run on CPU instead of failing the load (default false).</summary>
+        public bool AllowCpuFallback { get; set; }
+
+        /// <summary>Largest text in UTF-8 bytes that one call accepts, or null (default) for the library's 256 MiB.</summary>
+        public long? MaxInputBytes { get; set; }
+
+        /// <summary>Most texts one <see cref="LlmModel.TokenizeBatch"/> call accepts, or null (default) for the library's 65536.</summary>
+        public long? MaxBatchTexts { get; set; }
+
+        /// <summary>
+        /// ONNX Runtime sessions for the model (default 1). Each holds its own copy of the weights; with N
+        /// sessions N generations run a step at once, more interleave step by step.
+        /// </summary>
+        public int SessionCount { get; set; }
+
+        /// <summary>The C struct, starting from <c>sphana_llm_load_options_default()</c>. String fields are set by the caller.</summary>
+        internal NativeMethods.LoadOptions ToNative()
+        {
+            NativeMethods.LoadOptions native = NativeMethods.sphana_llm_load_options_default();
+            native.tokenizer_format = (int)TokenizerFormat;
+            native.intra_op_threads = IntraOpThreads;
+            native.execution_provider = (int)ExecutionProvider;
+            native.device_id = DeviceId;
+            native.allow_cpu_fallback = AllowCpuFallback ? 1u : 0u;
+            if (MaxInputBytes.HasValue)
+            {
+                native.max_input_bytes = NonNegative(MaxInputBytes.Value, "MaxInputBytes");
+            }
+            if (MaxBatchTexts.HasValue)
+            {
+                native.max_batch_texts = NonNegative(MaxBatchTexts.Value, "MaxBatchTexts");
+            }
+            native.session_count = (uint)NonNegative(SessionCount, "SessionCount");
+            return native;
+        }
+
+        private static ulong NonNegative(long value, string name)
+        {
+            if (value < 0)
+            {
+                throw new ArgumentOutOfRangeException(name, value, name + " must not be negative");
+            }
+            return (ulong)value;
+        }
+    }
+}

@@ -1,0 +1,173 @@
+using System;
+using System.Collections.Generic;
+using System.Runtime.ExceptionServices;
+using System.Runtime.InteropServices;
+
+namespace Sphana.Llm
+{
+    /// <summary>
+    /// One call of <c>sphana_llm_generate</c> / <c>sphana_llm_generate_from_ids</c>: pins what the C struct points
+    /// at, routes the text callback to managed code without letting an exception cross the native frames, and
+    /// turns the outputs into a <see cref="GenerationResult"/>.
+    /// </summary>
+    internal static class NativeGeneration
+    {
+        /// <summary>
+        /// The one callback handed to the library. It lives in a static field for the life of the process, so it
+        /// can never be collected during a native call; the per-call state travels in user_data as a GCHandle.
+        /// </summary>
+        private static readonly NativeMethods.TextCallback s_onText = OnText;
+
+        private sealed class CallbackState
+        {
+            internal CallbackState(Action<string> onText)
+            {
+                Sink = onText;
+            }
+
+            internal readonly Action<string> Sink;
+
+            /// <summary>The first exception the managed callback threw; rethrown after the native call returns.</summary>
+            internal ExceptionDispatchInfo Error;
+        }
+
+        internal static GenerationResult Run(SafeLlmModelHandle model, byte[] prompt, int[] promptIds,
+            GenerationOptions options, Action<string> onText, SafeCancellationHandle cancel, int idBufferSize)
+        {
+            NativeMethods.GenerateParams parameters = (options ?? new GenerationOptions()).ToNative();
+            IList<string> stopStrings = options == null ? null : options.StopStrings;
+            var ids = new int[idBufferSize];
+            var stats = new NativeMethods.GenerateStats();
+            stats.struct_size = (uint)Marshal.SizeOf(typeof(NativeMethods.GenerateStats));
+            var state = new CallbackState(onText);
+            var pins = new List<GCHandle>();
+            GCHandle stateHandle = default(GCHandle);
+            bool cancelReferenced = false;
+            IntPtr nativeText = IntPtr.Zero;
+            SphanaLlmException failure = null;
+            string text = null;
+            try
+            {
+                if (stopStrings != null && stopStrings.Count > 0)
+                {
+                    var pointers = new IntPtr[stopStrings.Count];
+                    for (int i = 0; i < pointers.Length; i++)
+                    {
+                        if (stopStrings[i] == null)
+                        {
+                            throw new ArgumentException("StopStrings[" + i + "] is null", "options");
+                        }
+                        GCHandle pin = GCHandle.Alloc(Utf8.EncodeNulTerminated(stopStrings[i]), GCHandleType.Pinned);
+                        pins.Add(pin);
+                        pointers[i] = pin.AddrOfPinnedObject();
+                    }
+                    GCHandle array = GCHandle.Alloc(pointers, GCHandleType.Pinned);
+                    pins.Add(array);
+                    parameters.stop_strings = array.AddrOfPinnedObject();
+                    parameters.stop_string_count = NativeMethods.Size(pointers.Length);
+                }
+                if (ids.Length > 0)
+                {
+                    GCHandle pin = GCHandle.Alloc(ids, GCHandleType.Pinned);
+                    pins.Add(pin);
+                    parameters.out_token_ids = pin.AddrOfPinnedObject();
+                    parameters.out_token_ids_capacity = NativeMethods.Size(ids.Length);
+                }
+                if (cancel != null)
+                {
+                    // The struct holds the raw handle, which the marshaller does not see: keep it alive by hand.
+                    cancel.DangerousAddRef(ref cancelReferenced);
+                    parameters.cancel = cancel.DangerousGetHandle();
+                }
+                stateHandle = GCHandle.Alloc(state);
+                NativeMethods.TextCallback callback = onText == null ? null : s_onText;
+                int status;
+                string function;
+                if (promptIds != null)
+                {
+                    function = "sphana_llm_generate_from_ids";
+                    status = NativeMethods.sphana_llm_generate_from_ids(model, promptIds, NativeMethods.Size(promptIds.Length),
+                        ref parameters, callback, GCHandle.ToIntPtr(stateHandle), out nativeText, ref stats);
+                }
+                else
+                {
+                    function = "sphana_llm_generate";
+                    status = NativeMethods.sphana_llm_generate(model, prompt, NativeMethods.Size(prompt.Length),
+                        ref parameters, callback, GCHandle.ToIntPtr(stateHandle), out nativeText, ref stats);
+                }
+                if (status != 0)
+                {
+                    failure = Result.Error(status, function); // same thread, nothing called in between
+                }
+                else
+                {
+                    text = Utf8.FromNativeNulTerminated(nativeText);
+                }
+                GC.KeepAlive(callback);
+            }
+            finally
+            {
+                if (nativeText != IntPtr.Zero)
+                {
+                    NativeMethods.sphana_llm_string_free(nativeText);
+                }
+                if (stateHandle.IsAllocated)
+                {
+                    stateHandle.Free();
+                }
+                if (cancelReferenced)
+                {
+                    cancel.DangerousRelease();
+                }
+                foreach (GCHandle pin in pins)
+                {
+                    pin.Free();
+                }
+            }
+            if (state.Error != null)
+            {
+                // What the caller's code threw is what stopped the generation: it wins.
+                state.Error.Throw();
+            }
+            if (failure != null)
+            {
+                throw failure;
+            }
+            long generated = NativeMethods.Long(stats.generated_tokens);
+            int kept = (int)Math.Min(generated, ids.Length);
+            if (kept != ids.Length)
+            {
+                Array.Resize(ref ids, kept);
+            }
+            return new GenerationResult(text, ids, stats);
+        }
+
+        /// <summary>Runs on the generating thread, inside the native call: must not throw.</summary>
+        private static int OnText(IntPtr text, UIntPtr length, IntPtr userData)
+        {
+            CallbackState state = null;
+            try
+            {
+                state = (CallbackState)GCHandle.FromIntPtr(userData).Target;
+                if (state.Error != null)
+                {
+                    return 1;
+                }
+                long n = NativeMethods.Long(length);
+                if (n > 0)
+                {
+                    state.Sink(Utf8.FromNative(text, checked((int)n)));
+                }
+                return 0;
+            }
+            catch (Exception e)
+            {
+                if (state != null && state.Error == null)
+                {
+                    state.Error = ExceptionDispatchInfo.Capture(e);
+                }
+                return 1; // stop: finish reason Cancelled, then Run rethrows
+            }
+        }
+    }
+}

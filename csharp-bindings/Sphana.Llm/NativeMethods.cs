@@ -1,0 +1,231 @@
+// All P/Invoke declarations of libsphana_llm, one per function of include/sphana_llm.h, and
+// the C structs they take. Nothing here is public: the classes beside this file wrap it.
+//
+// Conventions kept by every caller in this assembly:
+//  - text in is UTF-8 bytes from Encoding.UTF8 with an explicit length (plus a NUL where the
+//    C API wants a NUL-terminated string); text out is read from native memory by hand;
+//  - size_t is UIntPtr (the library is built for 64-bit Linux, but nothing here assumes it);
+//  - a failing call is turned into a SphanaLlmException by Result.Check/Result.Error right
+//    after it returns, on the same thread, because sphana_llm_last_error() is per thread.
+using System;
+using System.Runtime.InteropServices;
+
+namespace Sphana.Llm
+{
+    internal static class NativeMethods
+    {
+        /// <summary>Resolved as libsphana_llm.so next to the assembly or on the loader path.</summary>
+        internal const string Library = "sphana_llm";
+
+        /// <summary>The ABI version these declarations were written for (SPHANA_LLM_ABI_VERSION).</summary>
+        internal const uint AbiVersion = 1;
+
+        // Flag bits (SPHANA_LLM_TOKENIZE_*, SPHANA_LLM_DECODE_*).
+        internal const uint SPHANA_LLM_TOKENIZE_ADD_SPECIAL = 1u;
+        internal const uint SPHANA_LLM_TOKENIZE_PARSE_SPECIAL = 2u;
+        internal const uint SPHANA_LLM_DECODE_SKIP_SPECIAL = 1u;
+
+        /// <summary>SphanaLlmTextCallback.</summary>
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate int TextCallback(IntPtr text, UIntPtr len, IntPtr userData);
+
+        /// <summary>SphanaLlmGenerateParams (96 bytes on x86-64).</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct GenerateParams
+        {
+            public uint struct_size;
+            public uint max_new_tokens;
+            public float temperature;
+            public uint top_k;
+            public float top_p;
+            public float min_p;
+            public float repetition_penalty;
+            public ulong seed;
+            public IntPtr stop_strings;
+            public UIntPtr stop_string_count;
+            public uint parse_special;
+            public uint add_special;
+            public uint ignore_eos;
+            public IntPtr cancel;
+            public IntPtr out_token_ids;
+            public UIntPtr out_token_ids_capacity;
+        }
+
+        /// <summary>SphanaLlmGenerateStats.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct GenerateStats
+        {
+            public uint struct_size;
+            public int finish_reason;
+            public UIntPtr prompt_tokens;
+            public UIntPtr generated_tokens;
+            public double prefill_ms;
+            public double decode_ms;
+            public double session_run_ms;
+        }
+
+        /// <summary>SphanaLlmLoadOptions.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct LoadOptions
+        {
+            public uint struct_size;
+            public int tokenizer_format;
+            public IntPtr ort_library_path;
+            public IntPtr onnx_file_name;
+            public int intra_op_threads;
+            public int execution_provider;
+            public int device_id;
+            public uint allow_cpu_fallback;
+            public ulong max_input_bytes;
+            public ulong max_batch_texts;
+            public uint session_count;
+        }
+
+        /// <summary>SphanaLlmTokenSpan: a byte range [start, end).</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct TokenSpan
+        {
+            public UIntPtr start;
+            public UIntPtr end;
+        }
+
+        /// <summary>SphanaLlmTokenBatch: library-owned arrays.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct TokenBatch
+        {
+            public IntPtr ids;
+            public IntPtr starts;
+            public UIntPtr text_count;
+        }
+
+        // ---- errors and versions -------------------------------------------------------------
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr sphana_llm_last_error();
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr sphana_llm_version();
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern uint sphana_llm_abi_version();
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void sphana_llm_string_free(IntPtr text);
+
+        // ---- loading and model facts ---------------------------------------------------------
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern LoadOptions sphana_llm_load_options_default();
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_load(byte[] pathNul, ref LoadOptions options, out SafeLlmModelHandle model);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void sphana_llm_free(IntPtr model);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_vocab_size(SafeLlmModelHandle model, out UIntPtr size);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_tokenizer_format(SafeLlmModelHandle model, out int format);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_bos_id(SafeLlmModelHandle model, out int id);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_eos_ids(SafeLlmModelHandle model, [Out] int[] ids, UIntPtr capacity, out UIntPtr count);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_context_length(SafeLlmModelHandle model, out UIntPtr length);
+
+        // ---- tokenizing and decoding ---------------------------------------------------------
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_tokenize(SafeLlmModelHandle model, byte[] text, UIntPtr textLen, uint flags,
+            [Out] int[] ids, UIntPtr capacity, out UIntPtr count);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_tokenize_with_offsets(SafeLlmModelHandle model, byte[] text, UIntPtr textLen,
+            uint flags, [Out] int[] ids, [Out] TokenSpan[] spans, UIntPtr capacity, out UIntPtr count);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_tokenize_batch(SafeLlmModelHandle model, IntPtr[] texts, UIntPtr[] textLens,
+            UIntPtr textCount, uint flags, out TokenBatch batch);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void sphana_llm_token_batch_free(ref TokenBatch batch);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_decode(SafeLlmModelHandle model, int[] ids, UIntPtr count, uint flags,
+            [Out] byte[] text, UIntPtr capacity, out UIntPtr len);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_token_to_id(SafeLlmModelHandle model, byte[] token, UIntPtr tokenLen, out int id);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_id_to_token(SafeLlmModelHandle model, int id, [Out] byte[] token,
+            UIntPtr capacity, out UIntPtr len);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_is_special(SafeLlmModelHandle model, int id, out int isSpecial);
+
+        // ---- streaming decoder ---------------------------------------------------------------
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_stream_decoder_new(SafeLlmModelHandle model, uint flags,
+            out SafeStreamDecoderHandle decoder);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_stream_decoder_push(SafeStreamDecoderHandle decoder, int id,
+            [Out] byte[] text, UIntPtr capacity, out UIntPtr len);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_stream_decoder_flush(SafeStreamDecoderHandle decoder,
+            [Out] byte[] text, UIntPtr capacity, out UIntPtr len);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void sphana_llm_stream_decoder_free(IntPtr decoder);
+
+        // ---- generation ----------------------------------------------------------------------
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern GenerateParams sphana_llm_generate_params_default();
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_cancellation_new(out SafeCancellationHandle cancel);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_cancellation_cancel(SafeCancellationHandle cancel);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void sphana_llm_cancellation_free(IntPtr cancel);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_generate(SafeLlmModelHandle model, byte[] prompt, UIntPtr promptLen,
+            ref GenerateParams parameters, TextCallback onText, IntPtr userData, out IntPtr outText,
+            ref GenerateStats outStats);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_generate_from_ids(SafeLlmModelHandle model, int[] promptIds,
+            UIntPtr promptCount, ref GenerateParams parameters, TextCallback onText, IntPtr userData, out IntPtr outText,
+            ref GenerateStats outStats);
+
+        // ---- helpers -------------------------------------------------------------------------
+
+        /// <summary>This thread's last error message (read right after a failing call).</summary>
+        internal static string LastErrorMessage()
+        {
+            return Utf8.FromNativeNulTerminated(sphana_llm_last_error());
+        }
+
+        internal static UIntPtr Size(long value)
+        {
+            return new UIntPtr((ulong)value);
+        }
+
+        internal static long Long(UIntPtr value)
+        {
+            return checked((long)value.ToUInt64());
+        }
+    }
+}

@@ -1,0 +1,394 @@
+// Generation tests against tests/golden/models/tiny_llama.json and smollm2.json (made by ONNX Runtime's
+// Python API): greedy ids, the SmolLM2 answer, streaming, cancellation, exceptions in consumers, threads.
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Linq;
+using System.Text;
+using System.Threading;
+using System.Threading.Tasks;
+
+namespace Sphana.Llm.Tests
+{
+    internal static class GenerationTests
+    {
+        internal static void Register(List<KeyValuePair<string, Action>> tests)
+        {
+            Add(tests, "tiny_greedy_ids_equal_golden", TinyGreedyIds);
+            Add(tests, "tiny_stops_at_the_first_eos_of_the_set", TinyStopsAtEos);
+            Add(tests, "smollm2_answers_paris_with_chatml_prompt", SmolAnswersParis);
+            Add(tests, "smollm2_stream_pieces_join_to_the_full_text", SmolStreaming);
+            Add(tests, "smollm2_stop_string_is_caught_and_not_emitted", SmolStopString);
+            Add(tests, "seeded_sampling_is_reproducible", SeededSampling);
+            Add(tests, "cancellation_token_ends_generation_mid_way", CancellationMidGeneration);
+            Add(tests, "cancelled_before_start", CancelledBeforeStart);
+            Add(tests, "exception_in_stream_consumer_stops_the_native_call", ExceptionInStreamConsumer);
+            Add(tests, "exception_in_text_callback_propagates", ExceptionInCallback);
+            Add(tests, "eight_threads_share_one_model", EightThreads);
+        }
+
+        private static void Add(List<KeyValuePair<string, Action>> tests, string name, Action test)
+        {
+            tests.Add(new KeyValuePair<string, Action>(name, test));
+        }
+
+        internal static List<object> TinyPrompts(string variant)
+        {
+            return J.List(J.Get(J.Get(Paths.Golden("models/tiny_llama.json"), "variants"), variant), "prompts");
+        }
+
+        private static GenerationOptions Greedy(int maxTokens, bool ignoreEos)
+        {
+            return new GenerationOptions { MaxTokens = maxTokens, IgnoreEos = ignoreEos };
+        }
+
+        /// <summary>A generation that would run for a long time unless stopped.</summary>
+        internal static GenerationOptions Endless()
+        {
+            return new GenerationOptions { MaxTokens = 100000, IgnoreEos = true };
+        }
+
+        private static void TinyGreedyIds()
+        {
+            LlmModel model = Fixtures.Tiny;
+            Check.True(model.CanGenerate, "the tiny model can generate");
+            foreach (object prompt in TinyPrompts("fp32"))
+            {
+                int[] promptIds = J.Ints(prompt, "prompt_ids");
+                int[] expected = J.Ints(prompt, "new_ids");
+                GenerationResult result = model.Complete(promptIds, Greedy(expected.Length, true));
+                Check.Ids(expected, result.TokenIds.ToList(), "greedy ids for a " + promptIds.Length + "-token prompt");
+                Check.Equal(FinishReason.Length, result.FinishReason, "finish reason");
+                Check.Equal(promptIds.Length, result.PromptTokens, "prompt tokens");
+                Check.Equal(expected.Length, result.GeneratedTokens, "generated tokens");
+                Check.Equal(model.Decode(expected), result.Text, "the text is the decoded ids");
+                Check.True(result.PrefillMs > 0 && result.SessionRunMs > 0, "timings are filled in");
+            }
+        }
+
+        private static void TinyStopsAtEos()
+        {
+            LlmModel model = Fixtures.Tiny;
+            object golden = Paths.Golden("models/tiny_llama.json");
+            Check.Ids(J.Ints(golden, "eos_token_ids"), model.EosTokenIds.ToList(), "the tiny model's EOS set");
+            int checkedPrompts = 0;
+            foreach (object prompt in TinyPrompts("fp32"))
+            {
+                if (J.Get(prompt, "first_eos_index") == null)
+                {
+                    continue;
+                }
+                int eosAt = J.Int(prompt, "first_eos_index");
+                GenerationResult result = model.Complete(J.Ints(prompt, "prompt_ids"), Greedy(24, false));
+                Check.Equal(FinishReason.Eos, result.FinishReason, "finish reason");
+                Check.Ids(J.Ints(prompt, "new_ids").Take(eosAt).ToList(), result.TokenIds.ToList(), "ids up to the EOS");
+                checkedPrompts++;
+            }
+            Check.True(checkedPrompts > 0, "the golden has a prompt that reaches EOS");
+        }
+
+        internal static object Smol()
+        {
+            return Paths.Golden("models/smollm2.json");
+        }
+
+        internal static GenerationOptions SmolOptions()
+        {
+            return new GenerationOptions { MaxTokens = 48, ParseSpecialTokens = true };
+        }
+
+        private static void SmolAnswersParis()
+        {
+            object golden = Smol();
+            object reference = J.Get(J.Get(golden, "models"), "fp32");
+            LlmModel model = Fixtures.Smol;
+            string prompt = J.Str(golden, "prompt_text");
+            Check.Ids(J.Ints(golden, "prompt_ids"), model.Tokenize(prompt, true, true), "the ChatML prompt's ids");
+            Check.Ids(J.Ints(golden, "eos_token_ids"), model.EosTokenIds.ToList(), "SmolLM2's EOS set");
+            GenerationResult result = model.Complete(prompt, SmolOptions());
+            List<int> expected = J.Ints(reference, "new_ids").ToList();
+            Check.True(J.Bool(reference, "stopped_at_eos"), "the reference stopped at EOS");
+            expected.RemoveAt(expected.Count - 1);
+            Check.Equal(FinishReason.Eos, result.FinishReason, "finish reason");
+            Check.Ids(expected, result.TokenIds.ToList(), "greedy ids");
+            Check.Equal(J.Str(reference, "text"), result.Text, "answer text");
+            Check.True(result.Text.Contains("Paris"), "the answer names Paris");
+            Check.Equal(J.List(golden, "prompt_ids").Count, result.PromptTokens, "prompt tokens");
+            Check.Equal(expected.Count, result.GeneratedTokens, "generated tokens");
+            Check.Equal(J.Str(reference, "text"), model.Generate(prompt, SmolOptions()), "Generate returns the same text");
+        }
+
+        private static void SmolStreaming()
+        {
+            object golden = Smol();
+            string expected = J.Str(J.Get(J.Get(golden, "models"), "fp32"), "text");
+            LlmModel model = Fixtures.Smol;
+            string prompt = J.Str(golden, "prompt_text");
+
+            var pieces = model.GenerateStream(prompt, SmolOptions()).ToList();
+            Check.True(pieces.Count > 3, "several pieces (" + pieces.Count + ")");
+            Check.True(pieces.All(p => p.Length > 0), "no empty pieces");
+            Check.Equal(expected, string.Concat(pieces), "stream pieces join to the text");
+
+            var callbackPieces = new List<string>();
+            int callingThread = Thread.CurrentThread.ManagedThreadId;
+            int callbackThread = -1;
+            GenerationResult result = model.Complete(prompt, SmolOptions(), piece =>
+            {
+                callbackPieces.Add(piece);
+                callbackThread = Thread.CurrentThread.ManagedThreadId;
+            });
+            Check.Equal(expected, result.Text, "Complete's text");
+            Check.Equal(expected, string.Concat(callbackPieces), "callback pieces join to the text");
+            Check.Equal(callingThread, callbackThread, "the callback runs on the calling thread");
+
+            Task<string> task = model.GenerateAsync(prompt, SmolOptions());
+            Check.Equal(expected, task.Result, "GenerateAsync's text");
+            var asyncPieces = new StringBuilder();
+            GenerationResult asyncResult = model.CompleteAsync(prompt, SmolOptions(), p => asyncPieces.Append(p)).Result;
+            Check.Equal(expected, asyncResult.Text, "CompleteAsync's text");
+            Check.Equal(expected, asyncPieces.ToString(), "CompleteAsync's pieces");
+        }
+
+        private static void SmolStopString()
+        {
+            object golden = Smol();
+            string full = J.Str(J.Get(J.Get(golden, "models"), "fp32"), "text");
+            const string stop = "ance is"; // spans several tokens of the reference answer
+            Check.True(full.Contains(stop), "the reference answer contains the stop string");
+            GenerationOptions options = SmolOptions();
+            options.StopStrings.Add(stop);
+            options.StopStrings.Add("never appears");
+            var streamed = new StringBuilder();
+            GenerationResult result = Fixtures.Smol.Complete(J.Str(golden, "prompt_text"), options, p => streamed.Append(p));
+            Check.Equal(FinishReason.StopString, result.FinishReason, "finish reason");
+            Check.Equal(full.Substring(0, full.IndexOf(stop, StringComparison.Ordinal)), result.Text, "text before the stop string");
+            Check.Equal(result.Text, streamed.ToString(), "the stop string is never streamed");
+        }
+
+        private static void SeededSampling()
+        {
+            LlmModel model = Fixtures.Tiny;
+            int[] prompt = J.Ints(TinyPrompts("fp32")[1], "prompt_ids");
+            Func<ulong, IReadOnlyList<int>> run = seed => model.Complete(prompt, new GenerationOptions
+            {
+                MaxTokens = 16,
+                Temperature = 1.5f,
+                TopK = 50,
+                TopP = 0.95f,
+                MinP = 0.01f,
+                RepetitionPenalty = 1.1f,
+                Seed = seed,
+                IgnoreEos = true,
+            }).TokenIds;
+            IReadOnlyList<int> first = run(7);
+            Check.Ids(first.ToList(), run(7).ToList(), "same seed, same sample");
+            Check.True(new ulong[] { 8, 9, 10, 11 }.Any(s => !run(s).SequenceEqual(first)), "different seeds give different samples");
+        }
+
+        private static void CancellationMidGeneration()
+        {
+            LlmModel model = Fixtures.Tiny;
+            int[] prompt = J.Ints(TinyPrompts("fp32")[2], "prompt_ids");
+
+            // CompleteAsync: cancel from this thread once three pieces arrived; the result says Cancelled.
+            using (var cts = new CancellationTokenSource())
+            using (var threePieces = new ManualResetEventSlim())
+            {
+                int pieces = 0;
+                int piecesAtCancel = -1;
+                Task<GenerationResult> task = model.CompleteAsync(prompt, Endless(), p =>
+                {
+                    if (Interlocked.Increment(ref pieces) == 3)
+                    {
+                        threePieces.Set();
+                    }
+                }, cts.Token);
+                Check.True(threePieces.Wait(60000), "three pieces within a minute");
+                var watch = Stopwatch.StartNew();
+                cts.Cancel(); // sets the native flag before it returns
+                piecesAtCancel = Volatile.Read(ref pieces);
+                GenerationResult result = task.Result;
+                Check.True(watch.ElapsedMilliseconds < 5000, "ended soon after the cancel (" + watch.ElapsedMilliseconds + " ms)");
+                Check.Equal(FinishReason.Cancelled, result.FinishReason, "finish reason");
+                Check.True(pieces - piecesAtCancel <= 2, "within one token: " + (pieces - piecesAtCancel) + " pieces after the cancel");
+                Check.True(result.GeneratedTokens < 1000, "far fewer tokens than asked for (" + result.GeneratedTokens + ")");
+                Check.Equal(result.GeneratedTokens, result.TokenIds.Count, "ids so far are kept");
+            }
+
+            // GenerateAsync: the task ends as cancelled.
+            using (var cts = new CancellationTokenSource())
+            {
+                Task<string> task = model.GenerateAsync("Once upon a time", Endless(), cts.Token);
+                Thread.Sleep(300);
+                Check.True(!task.IsCompleted, "still generating after 300 ms");
+                var watch = Stopwatch.StartNew();
+                cts.Cancel();
+                Check.Throws<OperationCanceledException>(() => task.Wait(), "awaiting a cancelled GenerateAsync");
+                Check.True(task.IsCanceled, "the task is cancelled, not faulted (" + task.Status + ")");
+                Check.True(watch.ElapsedMilliseconds < 5000, "ended soon after the cancel");
+            }
+
+            // GenerateStream: the consumer cancels; the next MoveNext throws OperationCanceledException.
+            using (var cts = new CancellationTokenSource())
+            {
+                int seen = 0;
+                int afterCancel = 0;
+                Check.Throws<OperationCanceledException>(() =>
+                {
+                    foreach (string piece in model.GenerateStream(prompt, Endless(), cts.Token))
+                    {
+                        if (cts.IsCancellationRequested)
+                        {
+                            afterCancel++;
+                        }
+                        if (++seen == 3)
+                        {
+                            cts.Cancel();
+                        }
+                    }
+                }, "a stream whose token was cancelled");
+                Check.Equal(0, afterCancel, "pieces after the cancel");
+                Check.Equal(3, seen, "pieces in all");
+                Check.Equal(0, GenerationStream.LiveProducers, "no producer thread left");
+            }
+            Check.Equal(0L, SafeCancellationHandle.Live, "every native cancellation flag was freed");
+        }
+
+        private static void CancelledBeforeStart()
+        {
+            LlmModel model = Fixtures.Tiny;
+            int[] prompt = J.Ints(TinyPrompts("fp32")[1], "prompt_ids");
+            using (var cts = new CancellationTokenSource())
+            {
+                cts.Cancel();
+                GenerationResult result = model.Complete(prompt, Endless(), null, cts.Token);
+                Check.Equal(FinishReason.Cancelled, result.FinishReason, "Complete with a cancelled token");
+                Check.Equal(0, result.GeneratedTokens, "nothing generated");
+                Check.Throws<OperationCanceledException>(() => model.Generate("Hello", Endless(), cts.Token), "Generate with a cancelled token");
+                Task<string> task = model.GenerateAsync("Hello", Endless(), cts.Token);
+                Check.Throws<OperationCanceledException>(() => task.Wait(), "GenerateAsync with a cancelled token");
+                Check.True(task.IsCanceled, "GenerateAsync's task is cancelled");
+                Check.Throws<OperationCanceledException>(() => model.GenerateStream("Hello", Endless(), cts.Token).ToList(),
+                    "GenerateStream with a cancelled token");
+            }
+        }
+
+        private static void ExceptionInStreamConsumer()
+        {
+            LlmModel model = Fixtures.Tiny;
+            object prompt = TinyPrompts("fp32")[0];
+            var watch = Stopwatch.StartNew();
+            int seen = 0;
+            InvalidOperationException thrown = Check.Throws<InvalidOperationException>(() =>
+            {
+                foreach (string piece in model.GenerateStream(J.Ints(prompt, "prompt_ids"), Endless()))
+                {
+                    if (++seen == 2)
+                    {
+                        throw new InvalidOperationException("consumer failed");
+                    }
+                }
+            }, "an exception thrown in the foreach body");
+            Check.Equal("consumer failed", thrown.Message, "the consumer's own exception");
+            Check.Equal(0, GenerationStream.LiveProducers, "the producer thread was stopped and joined");
+            Check.True(watch.ElapsedMilliseconds < 20000, "the endless generation was stopped");
+
+            // break is the same: stop and join.
+            foreach (string piece in model.GenerateStream(J.Ints(prompt, "prompt_ids"), Endless()))
+            {
+                break;
+            }
+            Check.Equal(0, GenerationStream.LiveProducers, "no producer after break");
+
+            // The model is still fine.
+            int[] expected = J.Ints(prompt, "new_ids");
+            Check.Ids(expected, model.Complete(J.Ints(prompt, "prompt_ids"), Greedy(expected.Length, true)).TokenIds.ToList(),
+                "greedy ids after the failed consumers");
+        }
+
+        private static void ExceptionInCallback()
+        {
+            LlmModel model = Fixtures.Tiny;
+            object prompt = TinyPrompts("fp32")[0];
+            int calls = 0;
+            var thrown = Check.Throws<FormatException>(() => model.Complete(J.Ints(prompt, "prompt_ids"), Endless(), piece =>
+            {
+                calls++;
+                throw new FormatException("callback failed");
+            }), "an exception thrown by onText");
+            Check.Equal("callback failed", thrown.Message, "the callback's own exception");
+            Check.Equal(1, calls, "the generation stopped at the first throw");
+            Check.True(thrown.StackTrace.Contains("ExceptionInCallback"), "the original stack trace is kept");
+
+            // Through CompleteAsync: the task faults with the same exception.
+            Task<GenerationResult> task = model.CompleteAsync(J.Ints(prompt, "prompt_ids"), Endless(), piece =>
+            {
+                throw new ArgumentException("async callback failed");
+            });
+            Check.Equal("async callback failed", Check.Throws<ArgumentException>(() => task.Wait(), "CompleteAsync").Message, "message");
+
+            int[] expected = J.Ints(prompt, "new_ids");
+            Check.Ids(expected, model.Complete(J.Ints(prompt, "prompt_ids"), Greedy(expected.Length, true)).TokenIds.ToList(),
+                "greedy ids after the failed callbacks");
+        }
+
+        private static void EightThreads()
+        {
+            LlmModel model = Fixtures.Tiny;
+            List<object> prompts = TinyPrompts("fp32");
+            object tokenizerGolden = Paths.Golden("tokenizers/llama3.2.json");
+            Dictionary<string, string> inputs = TokenizerTests.Inputs();
+            List<object> cases = J.List(tokenizerGolden, "cases").Where(c => J.Bool(c, "add_special")).ToList();
+            const int steps = 8;
+            var errors = new List<Exception>();
+            var threads = new List<Thread>();
+            using (var start = new ManualResetEventSlim())
+            {
+                for (int t = 0; t < 8; t++)
+                {
+                    int index = t;
+                    var thread = new Thread(() =>
+                    {
+                        try
+                        {
+                            start.Wait();
+                            for (int round = 0; round < 2; round++)
+                            {
+                                object prompt = prompts[(index + round) % prompts.Count];
+                                int[] expected = J.Ints(prompt, "new_ids").Take(steps).ToArray();
+                                IEnumerable<string> pieces = index % 2 == 0
+                                    ? model.GenerateStream(J.Ints(prompt, "prompt_ids"), Greedy(steps, true))
+                                    : new[] { model.Complete(J.Ints(prompt, "prompt_ids"), Greedy(steps, true)).Text };
+                                Check.Equal(model.Decode(expected), string.Concat(pieces), "thread " + index + " text");
+                                Check.Ids(expected, model.Complete(J.Ints(prompt, "prompt_ids"), Greedy(steps, true)).TokenIds.ToList(),
+                                    "thread " + index + " ids");
+                                object c = cases[(index * 7 + round) % cases.Count];
+                                Check.Ids(J.Ints(c, "ids"), model.Tokenize(inputs[J.Str(c, "input")], true, J.Bool(c, "parse_special")),
+                                    "thread " + index + " tokenize " + J.Str(c, "input"));
+                            }
+                        }
+                        catch (Exception e)
+                        {
+                            lock (errors)
+                            {
+                                errors.Add(e);
+                            }
+                        }
+                    });
+                    thread.Start();
+                    threads.Add(thread);
+                }
+                start.Set();
+                foreach (Thread thread in threads)
+                {
+                    Check.True(thread.Join(90000), "thread finished");
+                }
+            }
+            if (errors.Count > 0)
+            {
+                throw new AggregateException(errors.Count + " of 8 threads failed", errors);
+            }
+        }
+    }
+}
