@@ -25,6 +25,9 @@ pub enum ExecutionProvider {
 pub struct LoadOptions {
     /// Force a tokenizer format instead of detecting it (`None`: `tokenizer.json` wins).
     pub tokenizer_format: Option<TokenizerFormat>,
+    /// Tokenizer file or directory to use instead of the model directory's (`None`: the
+    /// model directory's). Its side files are read from its own directory.
+    pub tokenizer_path: Option<PathBuf>,
     /// Path of `libonnxruntime.so`; `None`: `ORT_DYLIB_PATH`, then next to this library.
     pub ort_library_path: Option<PathBuf>,
     /// ONNX file name inside the model directory; `None`: `model.onnx`, else the only `*.onnx`.
@@ -55,6 +58,7 @@ impl Default for LoadOptions {
     fn default() -> Self {
         Self {
             tokenizer_format: None,
+            tokenizer_path: None,
             ort_library_path: None,
             onnx_file_name: None,
             intra_op_threads: 0,
@@ -86,7 +90,8 @@ impl Model {
     /// and generation fails with [`Error::Unsupported`].
     pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Self> {
         let path = path.as_ref();
-        let tokenizer = Tokenizer::from_path(path, options.tokenizer_format)?;
+        let tokenizer_source = options.tokenizer_path.as_deref().unwrap_or(path);
+        let tokenizer = Tokenizer::from_path(tokenizer_source, options.tokenizer_format)?;
         let engine = if path.is_dir() {
             match find_onnx_file(path, options.onnx_file_name.as_deref())? {
                 Some(file) => {

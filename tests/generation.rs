@@ -374,3 +374,26 @@ fn concurrent_generations_on_one_handle_match_single_runs() {
         t.join().unwrap();
     }
 }
+
+#[test]
+fn tokenizer_path_option_loads_the_tokenizer_from_elsewhere() {
+    // A model directory whose tokenizer lives elsewhere (the service configures both paths).
+    let dir = std::env::temp_dir().join(format!("sphana-llm-model-only-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = common::model_dir("tiny-llama/fp32");
+    for file in ["model.onnx", "config.json", "generation_config.json"] {
+        std::fs::copy(source.join(file), dir.join(file)).unwrap();
+    }
+    let without = Model::load(&dir, &common::load_options());
+    assert!(matches!(without, Err(Error::Io { .. })), "no tokenizer in the directory");
+    let options = LoadOptions {
+        tokenizer_path: Some(common::tokenizer_dir("llama3.2").join("tokenizer.json")),
+        ..common::load_options()
+    };
+    let model = Model::load(&dir, &options).unwrap();
+    let prompt = &golden_prompts("fp32")[1];
+    let ids = common::ids(&prompt["prompt_ids"]);
+    let result = model.generate_from_ids(&ids, &greedy(8, true), &mut |_| Flow::Continue).unwrap();
+    assert_eq!(result.token_ids, common::ids(&prompt["new_ids"])[..8]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -64,6 +64,10 @@ pub struct SphanaLlmLoadOptions {
     /// weights; with N sessions, N generations can be inside `session.run` at once.
     /// Generations beyond that interleave step by step.
     pub session_count: u32,
+    /// Tokenizer file or directory to use instead of the one in the model directory
+    /// (NULL: the model directory's). Its side files (`tokenizer_config.json`, ...) are read
+    /// from its own directory.
+    pub tokenizer_path: *const c_char,
 }
 
 /// The default load options (`struct_size` already set).
@@ -81,6 +85,7 @@ pub extern "C" fn sphana_llm_load_options_default() -> SphanaLlmLoadOptions {
         max_input_bytes: DEFAULT_MAX_INPUT_BYTES as u64,
         max_batch_texts: DEFAULT_MAX_BATCH_TEXTS as u64,
         session_count: 1,
+        tokenizer_path: std::ptr::null(),
     }
 }
 
@@ -171,6 +176,8 @@ unsafe fn load_options_from_c(options: *const SphanaLlmLoadOptions) -> Result<Lo
         max_input_bytes: positive(o.max_input_bytes, "max_input_bytes")?,
         max_batch_texts: positive(o.max_batch_texts, "max_batch_texts")?,
         session_count: positive(o.session_count.into(), "session_count")?,
+        // SAFETY: as above.
+        tokenizer_path: unsafe { optional_cstr_arg(o.tokenizer_path, "tokenizer_path") }?.map(PathBuf::from),
     })
 }
 
@@ -254,6 +261,27 @@ pub unsafe extern "C" fn sphana_llm_tokenizer_format(
         let model = model_arg(model)?;
         // SAFETY: checked non-NULL.
         unsafe { write_out(out_format, model.tokenizer().format() as i32) };
+        Ok(())
+    })
+}
+
+/// Writes the execution provider the model runs on (`SPHANA_LLM_PROVIDER_*`) to
+/// `*out_provider`: CPU after a permitted CUDA fallback. `SPHANA_LLM_ERR_UNSUPPORTED` for a
+/// tokenizer-only model.
+#[no_mangle]
+pub unsafe extern "C" fn sphana_llm_execution_provider(model: *const SphanaLlmModel, out_provider: *mut i32) -> i32 {
+    guard(|| {
+        non_null(out_provider, "out_provider")?;
+        let model = model_arg(model)?;
+        let engine = model
+            .engine()
+            .ok_or_else(|| Error::Unsupported("the model was loaded tokenizer-only".into()))?;
+        let provider = match engine.provider() {
+            ExecutionProvider::Cpu => SPHANA_LLM_PROVIDER_CPU,
+            ExecutionProvider::Cuda => SPHANA_LLM_PROVIDER_CUDA,
+        };
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out_provider, provider) };
         Ok(())
     })
 }
