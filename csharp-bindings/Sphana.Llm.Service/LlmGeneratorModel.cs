@@ -1,6 +1,5 @@
 using System;
 using System.IO;
-using System.Text;
 using System.Threading;
 using System.Threading.Tasks;
 using Microsoft.Extensions.Logging;
@@ -22,15 +21,16 @@ namespace Sphana.Database.Infrastructure.Onnx
         private readonly LlmModel _model;
         private readonly SemaphoreSlim _slots;
         private readonly bool _logTokenizedText;
+        private readonly bool _useChatTemplate;
         private readonly ILogger<LlmGeneratorModel> _logger;
 
-        /// <summary>Loads the model.</summary>
-        /// <param name="modelPath">The decoder: an <c>*.onnx</c> file (its directory must also hold the tokenizer and,
-        /// ideally, config.json and generation_config.json) or a model directory.</param>
-        /// <param name="tokenizerPath">A <c>tokenizer.json</c> or <c>tokenizer.model</c> in the model's directory, or that
-        /// directory, or null to let the library pick (tokenizer.json first).</param>
-        /// <param name="useGpu">Run on ONNX Runtime's CUDA execution provider (falling back to CPU, with a warning in the
-        /// log, when ONNX Runtime cannot enable CUDA).</param>
+        /// <summary>Loads the model; prompts are used as plain completion prompts (<see cref="UseChatTemplate"/> false).</summary>
+        /// <param name="modelPath">The decoder: an <c>*.onnx</c> file (its directory should also hold config.json and
+        /// generation_config.json) or a model directory.</param>
+        /// <param name="tokenizerPath">A tokenizer file (<c>tokenizer.json</c> or <c>tokenizer.model</c>) or a directory holding
+        /// one, in the model's directory or anywhere else; or null for the model directory's (tokenizer.json first).</param>
+        /// <param name="useGpu">Run on ONNX Runtime's CUDA execution provider, falling back to CPU when ONNX Runtime cannot
+        /// enable CUDA; the provider actually used is logged at load (a warning after a fallback).</param>
         /// <param name="gpuDeviceId">The CUDA device.</param>
         /// <param name="maxPoolSize">How many generations run at once; each gets its own ONNX Runtime session (and copy of
         /// the weights), as the old session pool did.</param>
@@ -45,6 +45,30 @@ namespace Sphana.Database.Infrastructure.Onnx
             int maxPoolSize,
             bool logTokenizedText,
             ILogger<LlmGeneratorModel> logger)
+            : this(modelPath, tokenizerPath, useGpu, gpuDeviceId, maxPoolSize, logTokenizedText, logger, false)
+        {
+        }
+
+        /// <summary>Loads the model, choosing whether prompts are wrapped in the model's chat template.</summary>
+        /// <param name="modelPath">The decoder: an <c>*.onnx</c> file or a model directory.</param>
+        /// <param name="tokenizerPath">A tokenizer file or directory, or null for the model directory's.</param>
+        /// <param name="useGpu">Run on CUDA when ONNX Runtime can enable it, else on CPU (logged).</param>
+        /// <param name="gpuDeviceId">The CUDA device.</param>
+        /// <param name="maxPoolSize">How many generations run at once.</param>
+        /// <param name="logTokenizedText">Log each prompt's token ids and their decoded text.</param>
+        /// <param name="logger">The logger.</param>
+        /// <param name="useChatTemplate">Send each prompt as a single user message through the model's chat template
+        /// (see <see cref="UseChatTemplate"/>).</param>
+        /// <exception cref="SphanaLlmException">The model or tokenizer cannot be loaded (the message says why).</exception>
+        public LlmGeneratorModel(
+            string modelPath,
+            string tokenizerPath,
+            bool useGpu,
+            int gpuDeviceId,
+            int maxPoolSize,
+            bool logTokenizedText,
+            ILogger<LlmGeneratorModel> logger,
+            bool useChatTemplate)
         {
             if (modelPath == null)
             {
@@ -56,6 +80,7 @@ namespace Sphana.Database.Infrastructure.Onnx
             }
             _logger = logger;
             _logTokenizedText = logTokenizedText;
+            _useChatTemplate = useChatTemplate;
 
             string directory;
             string onnxFile;
@@ -63,29 +88,56 @@ namespace Sphana.Database.Infrastructure.Onnx
             var options = new LlmLoadOptions
             {
                 OnnxFileName = onnxFile,
-                TokenizerFormat = ResolveTokenizer(tokenizerPath, directory),
+                TokenizerPath = ResolveTokenizer(tokenizerPath, directory),
                 ExecutionProvider = useGpu ? ExecutionProvider.Cuda : ExecutionProvider.Cpu,
                 DeviceId = gpuDeviceId,
                 AllowCpuFallback = useGpu,
                 SessionCount = Math.Max(1, maxPoolSize),
             };
-            if (useGpu)
-            {
-                _logger.LogWarning("GPU requested (device {GpuDeviceId}): the model runs on CUDA when ONNX Runtime can enable it, else on CPU", gpuDeviceId);
-            }
             _model = LlmModel.Load(directory, options);
             if (!_model.CanGenerate)
             {
                 _model.Dispose();
                 throw new InvalidOperationException("no ONNX model was found in " + directory + " (only a tokenizer)");
             }
+            if (useChatTemplate && !HasChatTemplate(_model))
+            {
+                _model.Dispose();
+                throw new InvalidOperationException("useChatTemplate was requested but the tokenizer of " + directory +
+                    " has no chat template (tokenizer_config.json chat_template or chat_template.jinja)");
+            }
             _slots = new SemaphoreSlim(options.SessionCount, options.SessionCount);
+            ExecutionProvider provider = _model.ExecutionProvider.GetValueOrDefault();
             _logger.LogInformation(
-                "Loaded LLM from {ModelDirectory} ({OnnxFile}): {TokenizerFormat} tokenizer, vocabulary {VocabSize}, BOS={BOS}, EOS={EOS}, context {ContextLength}, {Sessions} session(s), libsphana_llm {Version}",
-                directory, onnxFile ?? "model.onnx", _model.TokenizerFormat, _model.VocabSize,
-                _model.BosTokenId.HasValue ? _model.BosTokenId.Value.ToString() : "none",
+                "Loaded LLM from {ModelDirectory} ({OnnxFile}), tokenizer {Tokenizer}: {TokenizerFormat}, vocabulary {VocabSize}, BOS={BOS}, EOS={EOS}, context {ContextLength}, {Sessions} session(s) on {ExecutionProvider}, {PromptFormat} prompts, libsphana_llm {Version}",
+                directory, onnxFile ?? "model.onnx", options.TokenizerPath ?? "from the model directory", _model.TokenizerFormat,
+                _model.VocabSize, _model.BosTokenId.HasValue ? _model.BosTokenId.Value.ToString() : "none",
                 string.Join(",", _model.EosTokenIds), _model.ContextLength.HasValue ? _model.ContextLength.Value.ToString() : "unknown",
-                options.SessionCount, LlmModel.NativeVersion);
+                options.SessionCount, provider, useChatTemplate ? "chat-template" : "plain completion", LlmModel.NativeVersion);
+            if (useGpu)
+            {
+                if (provider == ExecutionProvider.Cuda)
+                {
+                    _logger.LogInformation("The LLM runs on CUDA device {GpuDeviceId}", gpuDeviceId);
+                }
+                else
+                {
+                    _logger.LogWarning(
+                        "GPU requested (CUDA device {GpuDeviceId}) but ONNX Runtime could not enable CUDA: the LLM runs on {ExecutionProvider}. Check that the CUDA build of ONNX Runtime and its CUDA/cuDNN libraries are installed",
+                        gpuDeviceId, provider);
+                }
+            }
+        }
+
+        /// <summary>
+        /// Whether each prompt is sent as a single user message through the model's chat template (set by the constructor;
+        /// default false). An instruct model (SmolLM2, Llama 3.x Instruct) then answers as an assistant and stops at its
+        /// end-of-turn token, instead of continuing a plain completion prompt until <c>maxTokens</c>. Special-token text
+        /// inside the prompt stays plain text either way.
+        /// </summary>
+        public bool UseChatTemplate
+        {
+            get { return _useChatTemplate; }
         }
 
         /// <summary>The loaded model, for token counting and chunking with the generator's own tokenizer.</summary>
@@ -96,7 +148,8 @@ namespace Sphana.Database.Infrastructure.Onnx
 
         /// <summary>
         /// Generates greedily from <paramref name="prompt"/> (BOS added as the tokenizer says, special-token text in the
-        /// prompt kept as plain text) until an EOS id of the model or <paramref name="maxTokens"/> tokens.
+        /// prompt kept as plain text) until an EOS id of the model or <paramref name="maxTokens"/> tokens. With
+        /// <see cref="UseChatTemplate"/> the prompt is the single user message of the model's chat template.
         /// </summary>
         /// <param name="prompt">The complete prompt. Blank gives "" without running the model.</param>
         /// <param name="maxTokens">Most tokens to generate; 0 or less gives "".</param>
@@ -130,20 +183,29 @@ namespace Sphana.Database.Infrastructure.Onnx
             await _slots.WaitAsync(cancellationToken).ConfigureAwait(false);
             try
             {
-                if (_logTokenizedText)
-                {
-                    int[] ids = _model.Tokenize(prompt);
-                    _logger.LogInformation("Tokenized prompt into {TokenCount} tokens: [{Tokens}]", ids.Length, string.Join(", ", ids));
-                    _logger.LogInformation("Decoded tokenized text: {DecodedText}", _model.Decode(ids, false));
-                }
-                // Chat templates: once LlmModel has the chat API (LlmModel.Chat.cs), an instruct model's prompt goes
-                // here as a user message of the model's template, so that it answers and stops at its EOS instead of
-                // continuing a plain completion. Until then the prompt is used as the service builds it.
                 var options = new GenerationOptions { MaxTokens = maxTokens };
                 GenerationResult result;
                 try
                 {
-                    result = await _model.CompleteAsync(prompt, options, null, cancellationToken).ConfigureAwait(false);
+                    if (_useChatTemplate)
+                    {
+                        var messages = new[] { ChatMessage.User(prompt) };
+                        if (_logTokenizedText)
+                        {
+                            LogChatPrompt(messages);
+                        }
+                        result = await _model.CompleteChatAsync(messages, options, null, cancellationToken).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        if (_logTokenizedText)
+                        {
+                            int[] ids = _model.Tokenize(prompt);
+                            _logger.LogInformation("Tokenized prompt into {TokenCount} tokens: [{Tokens}]", ids.Length, string.Join(", ", ids));
+                            _logger.LogInformation("Decoded tokenized text: {DecodedText}", _model.Decode(ids, false));
+                        }
+                        result = await _model.CompleteAsync(prompt, options, null, cancellationToken).ConfigureAwait(false);
+                    }
                 }
                 catch (SphanaLlmException e)
                 {
@@ -188,77 +250,56 @@ namespace Sphana.Database.Infrastructure.Onnx
         }
 
         /// <summary>
-        /// libsphana_llm reads the tokenizer from the model directory, so <paramref name="tokenizerPath"/> must be in it;
-        /// it only tells which file to use when both tokenizer.json and tokenizer.model are there.
+        /// The tokenizer to load instead of the model directory's: null when <paramref name="tokenizerPath"/> is empty or is
+        /// the model directory itself, else its full path (a file, whatever its name, or a directory holding
+        /// tokenizer.json / tokenizer.model). libsphana_llm detects the file's format from its contents and reads its side
+        /// files (tokenizer_config.json, generation_config.json) from the file's own directory.
         /// </summary>
-        private static TokenizerFormat ResolveTokenizer(string tokenizerPath, string modelDirectory)
+        private static string ResolveTokenizer(string tokenizerPath, string modelDirectory)
         {
             if (string.IsNullOrEmpty(tokenizerPath))
             {
-                return TokenizerFormat.Auto;
+                return null;
             }
             string full = System.IO.Path.GetFullPath(tokenizerPath);
-            if (Directory.Exists(full))
+            if (Directory.Exists(full) && SamePath(full, modelDirectory))
             {
-                CheckSameDirectory(full, modelDirectory, tokenizerPath);
-                return TokenizerFormat.Auto;
+                return null;
             }
-            CheckSameDirectory(System.IO.Path.GetDirectoryName(full), modelDirectory, tokenizerPath);
-            string name = System.IO.Path.GetFileName(full);
-            if (string.Equals(name, "tokenizer.json", StringComparison.OrdinalIgnoreCase))
-            {
-                return TokenizerFormat.HfJson;
-            }
-            if (string.Equals(name, "tokenizer.model", StringComparison.OrdinalIgnoreCase))
-            {
-                return File.Exists(full) && File.Exists(System.IO.Path.Combine(modelDirectory, "tokenizer.json"))
-                    ? SniffTokenizerModel(full)
-                    : TokenizerFormat.Auto;
-            }
-            throw new ArgumentException(
-                "tokenizerPath must name tokenizer.json or tokenizer.model (the names libsphana_llm looks for in the model directory), not " + name,
-                "tokenizerPath");
+            return full;
         }
 
-        private static void CheckSameDirectory(string tokenizerDirectory, string modelDirectory, string tokenizerPath)
+        private static bool SamePath(string a, string b)
         {
-            string a = System.IO.Path.GetFullPath(tokenizerDirectory).TrimEnd(System.IO.Path.DirectorySeparatorChar);
-            string b = System.IO.Path.GetFullPath(modelDirectory).TrimEnd(System.IO.Path.DirectorySeparatorChar);
-            if (!string.Equals(a, b, StringComparison.Ordinal))
+            char[] separators = { System.IO.Path.DirectorySeparatorChar, System.IO.Path.AltDirectorySeparatorChar };
+            return string.Equals(System.IO.Path.GetFullPath(a).TrimEnd(separators), System.IO.Path.GetFullPath(b).TrimEnd(separators),
+                StringComparison.Ordinal);
+        }
+
+        private static bool HasChatTemplate(LlmModel model)
+        {
+            try
             {
-                throw new ArgumentException(
-                    "the tokenizer (" + tokenizerPath + ") must be in the model's directory (" + modelDirectory +
-                    "): libsphana_llm loads the tokenizer and the ONNX model from one directory", "tokenizerPath");
+                model.ApplyChatTemplate(new[] { ChatMessage.User("test") });
+                return true;
+            }
+            catch (SphanaLlmException e) when (e.Status == SphanaLlmStatus.Unsupported)
+            {
+                return false;
             }
         }
 
-        /// <summary>A tiktoken rank file is text ("base64 rank" lines); a SentencePiece model is protobuf.</summary>
-        private static TokenizerFormat SniffTokenizerModel(string path)
+        /// <summary>
+        /// logTokenizedText for a chat prompt: the rendered template and its ids with the template's markers as special
+        /// ids. The generation tokenizes message contents as plain text, so when the prompt itself holds marker text the
+        /// count here differs from the generation's PromptTokens (logged after it).
+        /// </summary>
+        private void LogChatPrompt(ChatMessage[] messages)
         {
-            var head = new byte[256];
-            int read;
-            using (FileStream stream = File.OpenRead(path))
-            {
-                read = stream.Read(head, 0, head.Length);
-            }
-            string text = Encoding.ASCII.GetString(head, 0, read);
-            int newline = text.IndexOf('\n');
-            string line = newline < 0 ? text : text.Substring(0, newline);
-            int space = line.IndexOf(' ');
-            if (space <= 0)
-            {
-                return TokenizerFormat.SentencePiece;
-            }
-            for (int i = 0; i < line.Length; i++)
-            {
-                char c = line[i];
-                bool base64 = char.IsLetterOrDigit(c) || c == '+' || c == '/' || c == '=';
-                if (i == space ? c != ' ' : !(i < space ? base64 : char.IsDigit(c)))
-                {
-                    return TokenizerFormat.SentencePiece;
-                }
-            }
-            return TokenizerFormat.Tiktoken;
+            string rendered = _model.ApplyChatTemplate(messages);
+            int[] ids = _model.Tokenize(rendered, false, true);
+            _logger.LogInformation("Tokenized prompt into {TokenCount} tokens: [{Tokens}]", ids.Length, string.Join(", ", ids));
+            _logger.LogInformation("Decoded tokenized text: {DecodedText}", _model.Decode(ids, false));
         }
     }
 }

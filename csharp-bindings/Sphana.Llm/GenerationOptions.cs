@@ -51,11 +51,13 @@ namespace Sphana.Llm
         /// <summary>
         /// Whether special-token text in a text prompt (e.g. "&lt;|im_start|&gt;") becomes the special id.
         /// Default false, so prompt text (retrieved documents, user input) cannot inject control tokens.
-        /// Turn it on for prompts you built from a chat template.
+        /// For chat prompts prefer <see cref="LlmModel.GenerateChat"/> and friends, which parse only the template's own
+        /// markers; turn this on only for a prompt whose every marker you wrote yourself. Ignored by the chat methods.
         /// </summary>
         public bool ParseSpecialTokens { get; set; }
 
-        /// <summary>Whether to add BOS etc. to a text prompt as the tokenizer's configuration says (default true). Ignored for id prompts.</summary>
+        /// <summary>Whether to add BOS etc. to a text prompt as the tokenizer's configuration says (default true). Ignored for id
+        /// prompts and by the chat methods (the template decides BOS).</summary>
         public bool AddSpecialTokens { get; set; }
 
         /// <summary>Keep generating past end-of-sequence ids (benchmarks). Default false.</summary>

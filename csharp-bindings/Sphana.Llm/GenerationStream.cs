@@ -17,17 +17,15 @@ namespace Sphana.Llm
         private static int s_liveProducers;
 
         private readonly LlmModel _model;
-        private readonly byte[] _prompt;
-        private readonly int[] _promptIds;
+        private readonly PromptInput _prompt;
         private readonly GenerationOptions _options;
         private readonly CancellationToken _cancellationToken;
 
-        internal GenerationStream(LlmModel model, byte[] prompt, int[] promptIds, GenerationOptions options,
+        internal GenerationStream(LlmModel model, PromptInput prompt, GenerationOptions options,
             CancellationToken cancellationToken)
         {
             _model = model;
             _prompt = prompt;
-            _promptIds = promptIds;
             _options = options;
             _cancellationToken = cancellationToken;
         }
@@ -179,7 +177,7 @@ namespace Sphana.Llm
             {
                 try
                 {
-                    _result = _stream._model.RunWithCancellation(_stream._prompt, _stream._promptIds, _stream._options,
+                    _result = _stream._model.RunWithCancellation(_stream._prompt, _stream._options,
                         piece => _queue.Add(piece), _cancel);
                 }
                 catch (Exception e)

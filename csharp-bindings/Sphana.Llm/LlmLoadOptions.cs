@@ -80,6 +80,15 @@ namespace Sphana.Llm
         /// </summary>
         public int SessionCount { get; set; }
 
+        /// <summary>
+        /// A tokenizer file (<c>tokenizer.json</c>, or a SentencePiece / tiktoken <c>tokenizer.model</c>, whatever its
+        /// name: the format is detected from the contents) or a directory holding one, to use instead of the model
+        /// directory's; or null (default): the model directory's. Its side files (<c>tokenizer_config.json</c> with
+        /// the chat template and BOS/EOS settings, <c>special_tokens_map.json</c>, ...) are read from its own directory.
+        /// The vocabulary must fit the ONNX model's (checked at load).
+        /// </summary>
+        public string TokenizerPath { get; set; }
+
         /// <summary>The C struct, starting from <c>sphana_llm_load_options_default()</c>. String fields are set by the caller.</summary>
         internal NativeMethods.LoadOptions ToNative()
         {

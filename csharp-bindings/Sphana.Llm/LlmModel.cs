@@ -20,7 +20,8 @@ namespace Sphana.Llm
     /// throw <see cref="OperationCanceledException"/> when their token ends the generation, as .NET code expects.
     /// The methods that return a <see cref="GenerationResult"/> (<c>Complete</c>, <c>CompleteAsync</c>) never throw for
     /// cancellation: they return the text so far with <see cref="FinishReason.Cancelled"/>. Either way the native
-    /// generation ends within one token of the cancellation.</para>
+    /// generation ends within one token of the cancellation. The chat methods (<c>GenerateChat</c>, <c>GenerateChatAsync</c>,
+    /// <c>GenerateChatStream</c>, <c>CompleteChat</c>, <c>CompleteChatAsync</c>) follow the same rules.</para>
     /// <para>Errors from the library are <see cref="SphanaLlmException"/>; null arguments are
     /// <see cref="ArgumentNullException"/>; any method after <see cref="Dispose"/> throws
     /// <see cref="ObjectDisposedException"/>. Disposing while other threads are still generating is safe: their
@@ -43,6 +44,7 @@ namespace Sphana.Llm
         private readonly TokenizerFormat _tokenizerFormat;
         private readonly bool _canGenerate;
         private readonly int? _contextLength;
+        private readonly Llm.ExecutionProvider? _executionProvider;
 
         private LlmModel(SafeLlmModelHandle handle, string path)
         {
@@ -73,6 +75,9 @@ namespace Sphana.Llm
             {
                 Result.Check(status, "sphana_llm_context_length");
                 _canGenerate = true;
+                int provider;
+                Result.Check(NativeMethods.sphana_llm_execution_provider(handle, out provider), "sphana_llm_execution_provider");
+                _executionProvider = (Llm.ExecutionProvider)provider;
                 long length = NativeMethods.Long(context);
                 _contextLength = length == 0 ? (int?)null : checked((int)Math.Min(length, int.MaxValue));
             }
@@ -97,23 +102,16 @@ namespace Sphana.Llm
             }
             EnsureAbi();
             NativeMethods.LoadOptions native = (options ?? new LlmLoadOptions()).ToNative();
-            byte[] ortPath = options != null && options.OrtLibraryPath != null ? Utf8.EncodeNulTerminated(options.OrtLibraryPath) : null;
-            byte[] onnxName = options != null && options.OnnxFileName != null ? Utf8.EncodeNulTerminated(options.OnnxFileName) : null;
-            GCHandle ortPin = default(GCHandle);
-            GCHandle onnxPin = default(GCHandle);
+            var pins = new List<GCHandle>(3);
             SafeLlmModelHandle handle;
             int status;
             try
             {
-                if (ortPath != null)
+                if (options != null)
                 {
-                    ortPin = GCHandle.Alloc(ortPath, GCHandleType.Pinned);
-                    native.ort_library_path = ortPin.AddrOfPinnedObject();
-                }
-                if (onnxName != null)
-                {
-                    onnxPin = GCHandle.Alloc(onnxName, GCHandleType.Pinned);
-                    native.onnx_file_name = onnxPin.AddrOfPinnedObject();
+                    native.ort_library_path = PinPath(options.OrtLibraryPath, pins);
+                    native.onnx_file_name = PinPath(options.OnnxFileName, pins);
+                    native.tokenizer_path = PinPath(options.TokenizerPath, pins);
                 }
                 status = NativeMethods.sphana_llm_load(Utf8.EncodeNulTerminated(path), ref native, out handle);
                 if (status != 0)
@@ -123,13 +121,9 @@ namespace Sphana.Llm
             }
             finally
             {
-                if (ortPin.IsAllocated)
+                foreach (GCHandle pin in pins)
                 {
-                    ortPin.Free();
-                }
-                if (onnxPin.IsAllocated)
-                {
-                    onnxPin.Free();
+                    pin.Free();
                 }
             }
             handle.Track();
@@ -142,6 +136,18 @@ namespace Sphana.Llm
                 handle.Dispose();
                 throw;
             }
+        }
+
+        /// <summary>A NUL-terminated UTF-8 copy of <paramref name="path"/>, pinned until the caller frees the handles (NULL for null).</summary>
+        private static IntPtr PinPath(string path, List<GCHandle> pins)
+        {
+            if (path == null)
+            {
+                return IntPtr.Zero;
+            }
+            GCHandle pin = GCHandle.Alloc(Utf8.EncodeNulTerminated(path), GCHandleType.Pinned);
+            pins.Add(pin);
+            return pin.AddrOfPinnedObject();
         }
 
         /// <summary>The native library's version, e.g. "0.1.0".</summary>
@@ -193,6 +199,16 @@ namespace Sphana.Llm
         public bool CanGenerate
         {
             get { return _canGenerate; }
+        }
+
+        /// <summary>
+        /// The execution provider the model actually runs on, or null for a tokenizer-only model. After a CUDA request
+        /// with <see cref="LlmLoadOptions.AllowCpuFallback"/> this is <see cref="Llm.ExecutionProvider.Cpu"/> when ONNX
+        /// Runtime could not enable CUDA: check it to know (and say) where the model runs.
+        /// </summary>
+        public Llm.ExecutionProvider? ExecutionProvider
+        {
+            get { return _executionProvider; }
         }
 
         /// <summary>The context length (config.json <c>max_position_embeddings</c>), or null when unknown or tokenizer-only.</summary>
@@ -547,7 +563,7 @@ namespace Sphana.Llm
             CancellationToken cancellationToken = default(CancellationToken))
         {
             CheckPrompt(prompt);
-            return Run(Utf8.Encode(prompt), null, options, onText, cancellationToken);
+            return Run(PromptInput.FromText(Utf8.Encode(prompt)), options, onText, cancellationToken);
         }
 
         /// <summary>Like <see cref="Complete(string, GenerationOptions, Action{string}, CancellationToken)"/> with a prompt of token ids (nothing is added to them).</summary>
@@ -563,7 +579,7 @@ namespace Sphana.Llm
             {
                 throw new ArgumentNullException("promptIds");
             }
-            return Run(null, ToArray(promptIds), options, onText, cancellationToken);
+            return Run(PromptInput.FromIds(ToArray(promptIds)), options, onText, cancellationToken);
         }
 
         /// <summary><see cref="Complete(string, GenerationOptions, Action{string}, CancellationToken)"/> on a dedicated worker thread.</summary>
@@ -616,7 +632,7 @@ namespace Sphana.Llm
         {
             CheckPrompt(prompt);
             ThrowIfDisposed();
-            return new GenerationStream(this, Utf8.Encode(prompt), null, options, cancellationToken);
+            return new GenerationStream(this, PromptInput.FromText(Utf8.Encode(prompt)), options, cancellationToken);
         }
 
         /// <summary>Like <see cref="GenerateStream(string, GenerationOptions, CancellationToken)"/> with a prompt of token ids.</summary>
@@ -632,7 +648,7 @@ namespace Sphana.Llm
                 throw new ArgumentNullException("promptIds");
             }
             ThrowIfDisposed();
-            return new GenerationStream(this, null, CopyToArray(promptIds), options, cancellationToken);
+            return new GenerationStream(this, PromptInput.FromIds(CopyToArray(promptIds)), options, cancellationToken);
         }
 
         /// <summary>
@@ -647,13 +663,13 @@ namespace Sphana.Llm
         // ---- internals -----------------------------------------------------------------------
 
         /// <summary>One generation, with an optional native cancellation flag created here from the token.</summary>
-        private GenerationResult Run(byte[] prompt, int[] promptIds, GenerationOptions options, Action<string> onText,
+        private GenerationResult Run(PromptInput prompt, GenerationOptions options, Action<string> onText,
             CancellationToken cancellationToken)
         {
             SafeLlmModelHandle handle = Handle;
             if (!cancellationToken.CanBeCanceled)
             {
-                return NativeGeneration.Run(handle, prompt, promptIds, options, onText, null, IdBufferSize(options));
+                return NativeGeneration.Run(handle, prompt, options, onText, null, IdBufferSize(options));
             }
             using (SafeCancellationHandle cancel = SafeCancellationHandle.Create())
             {
@@ -661,7 +677,7 @@ namespace Sphana.Llm
                     state => ((SafeCancellationHandle)state).TryCancel(), cancel);
                 try
                 {
-                    return NativeGeneration.Run(handle, prompt, promptIds, options, onText, cancel, IdBufferSize(options));
+                    return NativeGeneration.Run(handle, prompt, options, onText, cancel, IdBufferSize(options));
                 }
                 finally
                 {
@@ -672,10 +688,10 @@ namespace Sphana.Llm
         }
 
         /// <summary>Used by <see cref="GenerationStream"/>, which owns its cancellation flag.</summary>
-        internal GenerationResult RunWithCancellation(byte[] prompt, int[] promptIds, GenerationOptions options,
+        internal GenerationResult RunWithCancellation(PromptInput prompt, GenerationOptions options,
             Action<string> onText, SafeCancellationHandle cancel)
         {
-            return NativeGeneration.Run(Handle, prompt, promptIds, options, onText, cancel, IdBufferSize(options));
+            return NativeGeneration.Run(Handle, prompt, options, onText, cancel, IdBufferSize(options));
         }
 
         private int IdBufferSize(GenerationOptions options)

@@ -5,8 +5,39 @@ using System.Runtime.InteropServices;
 
 namespace Sphana.Llm
 {
+    /// <summary>What a generation starts from: UTF-8 text, token ids, or a conversation for the chat template.</summary>
+    internal sealed class PromptInput
+    {
+        private PromptInput(byte[] text, int[] ids, EncodedChat chat)
+        {
+            Text = text;
+            Ids = ids;
+            Chat = chat;
+        }
+
+        internal readonly byte[] Text;
+        internal readonly int[] Ids;
+        internal readonly EncodedChat Chat;
+
+        internal static PromptInput FromText(byte[] text)
+        {
+            return new PromptInput(text, null, null);
+        }
+
+        internal static PromptInput FromIds(int[] ids)
+        {
+            return new PromptInput(null, ids, null);
+        }
+
+        internal static PromptInput FromChat(EncodedChat chat)
+        {
+            return new PromptInput(null, null, chat);
+        }
+    }
+
     /// <summary>
-    /// One call of <c>sphana_llm_generate</c> / <c>sphana_llm_generate_from_ids</c>: pins what the C struct points
+    /// One call of <c>sphana_llm_generate</c> / <c>sphana_llm_generate_from_ids</c> / <c>sphana_llm_generate_chat</c>:
+    /// pins what the C struct points
     /// at, routes the text callback to managed code without letting an exception cross the native frames, and
     /// turns the outputs into a <see cref="GenerationResult"/>.
     /// </summary>
@@ -31,7 +62,7 @@ namespace Sphana.Llm
             internal ExceptionDispatchInfo Error;
         }
 
-        internal static GenerationResult Run(SafeLlmModelHandle model, byte[] prompt, int[] promptIds,
+        internal static GenerationResult Run(SafeLlmModelHandle model, PromptInput prompt,
             GenerationOptions options, Action<string> onText, SafeCancellationHandle cancel, int idBufferSize)
         {
             NativeMethods.GenerateParams parameters = (options ?? new GenerationOptions()).ToNative();
@@ -83,16 +114,28 @@ namespace Sphana.Llm
                 NativeMethods.TextCallback callback = onText == null ? null : s_onText;
                 int status;
                 string function;
-                if (promptIds != null)
+                if (prompt.Chat != null)
+                {
+                    GCHandle chatPin;
+                    NativeMethods.ChatMessage[] messages = prompt.Chat.Pin(out chatPin);
+                    if (chatPin.IsAllocated)
+                    {
+                        pins.Add(chatPin);
+                    }
+                    function = "sphana_llm_generate_chat";
+                    status = NativeMethods.sphana_llm_generate_chat(model, messages, NativeMethods.Size(messages.Length),
+                        ref parameters, callback, GCHandle.ToIntPtr(stateHandle), out nativeText, ref stats);
+                }
+                else if (prompt.Ids != null)
                 {
                     function = "sphana_llm_generate_from_ids";
-                    status = NativeMethods.sphana_llm_generate_from_ids(model, promptIds, NativeMethods.Size(promptIds.Length),
+                    status = NativeMethods.sphana_llm_generate_from_ids(model, prompt.Ids, NativeMethods.Size(prompt.Ids.Length),
                         ref parameters, callback, GCHandle.ToIntPtr(stateHandle), out nativeText, ref stats);
                 }
                 else
                 {
                     function = "sphana_llm_generate";
-                    status = NativeMethods.sphana_llm_generate(model, prompt, NativeMethods.Size(prompt.Length),
+                    status = NativeMethods.sphana_llm_generate(model, prompt.Text, NativeMethods.Size(prompt.Text.Length),
                         ref parameters, callback, GCHandle.ToIntPtr(stateHandle), out nativeText, ref stats);
                 }
                 if (status != 0)
@@ -101,7 +144,8 @@ namespace Sphana.Llm
                 }
                 else
                 {
-                    text = Utf8.FromNativeNulTerminated(nativeText);
+                    // text_len, not strlen: the model may have generated U+0000.
+                    text = Utf8.FromNative(nativeText, checked((int)NativeMethods.Long(stats.text_len)));
                 }
                 GC.KeepAlive(callback);
             }

@@ -62,6 +62,7 @@ namespace Sphana.Llm
             public double prefill_ms;
             public double decode_ms;
             public double session_run_ms;
+            public UIntPtr text_len;
         }
 
         /// <summary>SphanaLlmLoadOptions.</summary>
@@ -79,6 +80,17 @@ namespace Sphana.Llm
             public ulong max_input_bytes;
             public ulong max_batch_texts;
             public uint session_count;
+            public IntPtr tokenizer_path;
+        }
+
+        /// <summary>SphanaLlmChatMessage: UTF-8 role and content with explicit lengths.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct ChatMessage
+        {
+            public IntPtr role;
+            public UIntPtr role_len;
+            public IntPtr content;
+            public UIntPtr content_len;
         }
 
         /// <summary>SphanaLlmTokenSpan: a byte range [start, end).</summary>
@@ -134,6 +146,9 @@ namespace Sphana.Llm
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int sphana_llm_eos_ids(SafeLlmModelHandle model, [Out] int[] ids, UIntPtr capacity, out UIntPtr count);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_execution_provider(SafeLlmModelHandle model, out int provider);
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int sphana_llm_context_length(SafeLlmModelHandle model, out UIntPtr length);
@@ -209,6 +224,18 @@ namespace Sphana.Llm
         internal static extern int sphana_llm_generate_from_ids(SafeLlmModelHandle model, int[] promptIds,
             UIntPtr promptCount, ref GenerateParams parameters, TextCallback onText, IntPtr userData, out IntPtr outText,
             ref GenerateStats outStats);
+
+        // ---- chat templates ------------------------------------------------------------------
+        // The ChatMessage[] is blittable, so the marshaller pins it for the call; the strings it points at are
+        // pinned by the caller (EncodedChat).
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_apply_chat_template_with_len(SafeLlmModelHandle model, ChatMessage[] messages,
+            UIntPtr count, uint addGenerationPrompt, out IntPtr outText, out UIntPtr outLen);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_generate_chat(SafeLlmModelHandle model, ChatMessage[] messages, UIntPtr count,
+            ref GenerateParams parameters, TextCallback onText, IntPtr userData, out IntPtr outText, ref GenerateStats outStats);
 
         // ---- helpers -------------------------------------------------------------------------
 

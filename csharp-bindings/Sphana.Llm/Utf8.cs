@@ -18,6 +18,17 @@ namespace Sphana.Llm
             return Encoding.GetBytes(text);
         }
 
+        internal static int ByteCount(string text)
+        {
+            return Encoding.GetByteCount(text);
+        }
+
+        /// <summary>Writes the UTF-8 bytes of <paramref name="text"/> at <paramref name="offset"/>; returns their count.</summary>
+        internal static int EncodeInto(string text, byte[] bytes, int offset)
+        {
+            return Encoding.GetBytes(text, 0, text.Length, bytes, offset);
+        }
+
         /// <summary>UTF-8 bytes plus a terminating NUL, for C parameters that are NUL-terminated.</summary>
         internal static byte[] EncodeNulTerminated(string text)
         {

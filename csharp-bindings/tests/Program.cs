@@ -27,6 +27,7 @@ namespace Sphana.Llm.Tests
             GenerationTests.Register(tests);
             LifetimeTests.Register(tests);
             ErrorTests.Register(tests);
+            ChatTests.Register(tests);
             DropInTests.Register(tests);
 
             string runtime = Type.GetType("Mono.Runtime") != null ? "mono" : "coreclr";

@@ -4,6 +4,7 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
+using System.Reflection;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.RegularExpressions;
@@ -105,8 +106,31 @@ namespace Sphana.Llm.Tests
             Check.Equal((int)generateDefaults.struct_size, Marshal.SizeOf(typeof(NativeMethods.GenerateParams)), "sizeof(SphanaLlmGenerateParams)");
             NativeMethods.LoadOptions loadDefaults = NativeMethods.sphana_llm_load_options_default();
             Check.Equal((int)loadDefaults.struct_size, Marshal.SizeOf(typeof(NativeMethods.LoadOptions)), "sizeof(SphanaLlmLoadOptions)");
-            Check.Equal(48, Marshal.SizeOf(typeof(NativeMethods.GenerateStats)), "sizeof(SphanaLlmGenerateStats)");
+            Check.Equal(56, Marshal.SizeOf(typeof(NativeMethods.GenerateStats)), "sizeof(SphanaLlmGenerateStats)");
             Check.Equal(2 * IntPtr.Size, Marshal.SizeOf(typeof(NativeMethods.TokenSpan)), "sizeof(SphanaLlmTokenSpan)");
+            Check.Equal(4 * IntPtr.Size, Marshal.SizeOf(typeof(NativeMethods.ChatMessage)), "sizeof(SphanaLlmChatMessage)");
+
+            // Every C struct of the header, field by field: same names, same offsets, same size (x86-64 rules).
+            var structs = new Dictionary<string, Type>
+            {
+                { "SphanaLlmGenerateParams", typeof(NativeMethods.GenerateParams) },
+                { "SphanaLlmGenerateStats", typeof(NativeMethods.GenerateStats) },
+                { "SphanaLlmLoadOptions", typeof(NativeMethods.LoadOptions) },
+                { "SphanaLlmTokenSpan", typeof(NativeMethods.TokenSpan) },
+                { "SphanaLlmTokenBatch", typeof(NativeMethods.TokenBatch) },
+                { "SphanaLlmChatMessage", typeof(NativeMethods.ChatMessage) },
+            };
+            string header = Regex.Replace(File.ReadAllText(Paths.Header), @"/\*.*?\*/", "", RegexOptions.Singleline);
+            MatchCollection definitions = Regex.Matches(header, @"typedef struct (\w+) \{(.*?)\} \1;", RegexOptions.Singleline);
+            Check.Equal(structs.Count, definitions.Count, "C structs in the header with a C# mirror");
+            foreach (Match definition in definitions)
+            {
+                string name = definition.Groups[1].Value;
+                Type type;
+                Check.True(structs.TryGetValue(name, out type), "a C# mirror of " + name);
+                CompareLayout(name, definition.Groups[2].Value, type);
+            }
+            Check.Equal(IntPtr.Zero, loadDefaults.tokenizer_path, "default tokenizer_path");
 
             // A new GenerationOptions / LlmLoadOptions means exactly the library's defaults.
             NativeMethods.GenerateParams fromOptions = new GenerationOptions().ToNative();
@@ -129,6 +153,43 @@ namespace Sphana.Llm.Tests
             Check.Equal(loadDefaults.max_input_bytes, fromLoad.max_input_bytes, "default max input bytes");
             Check.Equal(loadDefaults.max_batch_texts, fromLoad.max_batch_texts, "default max batch texts");
             Check.Equal(loadDefaults.session_count, fromLoad.session_count, "default session count");
+        }
+
+        /// <summary>Lays out the C fields with natural alignment and compares with the marshaller's layout of the mirror.</summary>
+        private static void CompareLayout(string name, string body, Type type)
+        {
+            var sizes = new Dictionary<string, int>
+            {
+                { "uint32_t", 4 }, { "int32_t", 4 }, { "float", 4 }, { "uint64_t", 8 }, { "int64_t", 8 }, { "double", 8 },
+                { "size_t", IntPtr.Size },
+            };
+            FieldInfo[] fields = type.GetFields(BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic);
+            string[] declarations = body.Split(';').Select(d => d.Trim()).Where(d => d.Length > 0).ToArray();
+            Check.Equal(declarations.Length, fields.Length, name + ": field count");
+            int offset = 0;
+            int align = 1;
+            for (int i = 0; i < declarations.Length; i++)
+            {
+                Match m = Regex.Match(declarations[i], @"^(.*?)(\w+)$", RegexOptions.Singleline);
+                string cType = m.Groups[1].Value.Trim();
+                string field = m.Groups[2].Value;
+                int size;
+                if (cType.Contains("*"))
+                {
+                    size = IntPtr.Size;
+                }
+                else
+                {
+                    Check.True(sizes.TryGetValue(cType.Replace("const ", ""), out size), name + "." + field + ": known C type " + cType);
+                }
+                offset = (offset + size - 1) / size * size;
+                align = Math.Max(align, size);
+                Check.Equal(field, fields[i].Name, name + ": field " + i);
+                Check.Equal(offset, (int)Marshal.OffsetOf(type, field), name + "." + field + " offset");
+                Check.Equal(size, Marshal.SizeOf(fields[i].FieldType), name + "." + field + " size");
+                offset += size;
+            }
+            Check.Equal((offset + align - 1) / align * align, Marshal.SizeOf(type), "sizeof(" + name + ")");
         }
 
         private static void TokenizeEqualsGolden()
