@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks of sphana-llm (see BENCHMARKS.md): builds the release library, then
+#   scripts/bench_tokenize.py   tokenization vs HF tokenizers and tiktoken
+#   scripts/bench_generate.py   generation vs onnxruntime-genai and a Python ORT KV loop
+# and prints everything. About 7 minutes on a 2-core VM with the defaults.
+#
+#   scripts/bench.sh                          defaults (3 generation rounds, 32 new tokens)
+#   GEN_ARGS="--rounds 5 --new-tokens 64" scripts/bench.sh     longer generation runs
+#   TOK_ARGS="--rounds 9" scripts/bench.sh
+#   OUT=target/bench scripts/bench.sh         where the JSON figures go (default target/bench)
+#   SKIP_BUILD=1 scripts/bench.sh             benchmark target/release/libsphana_llm.so as it is
+#
+# Needs the assets of scripts/setup.sh (tokenizers, ONNX Runtime 1.23.2 and 1.32.0, SmolLM2 fp32
+# and int8) and Python tokenizers, tiktoken, onnxruntime 1.23.2, numpy. onnxruntime-genai 0.18.0
+# requires onnxruntime >= 1.31, so it lives in its own venv (assets/.venv-genai, created here).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+out=${OUT:-$root/target/bench}
+mkdir -p "$out"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+for f in assets/tokenizers/llama3.2/tokenizer.json assets/tokenizers/llama3-tiktoken/tokenizer.model \
+         assets/texts/multilingual_1mb.txt assets/onnxruntime/1.23.2/libonnxruntime.so \
+         assets/onnxruntime/1.32.0/libonnxruntime.so assets/models/smollm2-135m-instruct/model.onnx \
+         assets/models/smollm2-135m-instruct-int8/model.onnx; do
+  [ -e "$f" ] || { echo "missing $f: run scripts/setup.sh first" >&2; exit 1; }
+done
+
+if ! assets/.venv-genai/bin/python -c "import onnxruntime_genai" 2>/dev/null; then
+  step "venv assets/.venv-genai with onnxruntime-genai 0.18.0 (it needs onnxruntime >= 1.31)"
+  python3 -m venv assets/.venv-genai
+  assets/.venv-genai/bin/pip install -q --disable-pip-version-check onnxruntime-genai==0.18.0 numpy
+fi
+
+if [ "${SKIP_BUILD:-0}" = 1 ]; then
+  step "SKIP_BUILD=1: using target/release/libsphana_llm.so as it is"
+else
+  step "cargo build --release"
+  if ! cargo build --release > "$out/build.log" 2>&1; then
+    grep -E "^error" "$out/build.log" >&2 || tail -20 "$out/build.log" >&2
+    echo "cargo build --release failed (log: $out/build.log); SKIP_BUILD=1 benchmarks the existing library" >&2
+    exit 1
+  fi
+  tail -1 "$out/build.log"
+fi
+test -f target/release/libsphana_llm.so
+
+step "environment"
+echo "date:        $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "cpu:         $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') ($(nproc) cores)"
+echo "flags:       $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|avx512f|avx512_vnni|avx_vnni|amx_tile)$' | tr '\n' ' ')"
+echo "load avg:    $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "sphana-llm:  $(git describe --always --dirty 2>/dev/null || echo '?') ($(rustc --version))"
+echo "python:      $(python3 -c 'import sys, onnxruntime, tokenizers, tiktoken; print(sys.version.split()[0], "onnxruntime", onnxruntime.__version__, "tokenizers", tokenizers.__version__, "tiktoken", tiktoken.__version__)')"
+echo "genai venv:  $(assets/.venv-genai/bin/python -c 'import onnxruntime as o, onnxruntime_genai as g; print("onnxruntime-genai", g.__version__, "onnxruntime", o.__version__)')"
+
+step "tokenization (scripts/bench_tokenize.py ${TOK_ARGS:-})"
+# shellcheck disable=SC2086
+python3 scripts/bench_tokenize.py --json "$out/tokenize.json" ${TOK_ARGS:-}
+
+step "generation (scripts/bench_generate.py ${GEN_ARGS:-})"
+# shellcheck disable=SC2086
+python3 scripts/bench_generate.py --json "$out/generate.json" ${GEN_ARGS:-}
+
+echo "load avg at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
