@@ -324,6 +324,13 @@ typedef struct SphanaLlmGenerateStats {
    * Milliseconds inside ONNX Runtime's `session.run`, prefill included.
    */
   double session_run_ms;
+  /**
+   * Length in bytes of the whole generated text (`*out_text` without its terminating
+   * NUL). The text holds a NUL byte wherever the model generated U+0000, so read
+   * `*out_text` with this length rather than `strlen`. (Added after the first release:
+   * a caller whose `struct_size` ends before this field does not get it.)
+   */
+  size_t text_len;
 } SphanaLlmGenerateStats;
 
 /**
@@ -380,6 +387,12 @@ typedef struct SphanaLlmLoadOptions {
    * Generations beyond that interleave step by step.
    */
   uint32_t session_count;
+  /**
+   * Tokenizer file or directory to use instead of the one in the model directory
+   * (NULL: the model directory's). Its side files (`tokenizer_config.json`, ...) are read
+   * from its own directory.
+   */
+  const char *tokenizer_path;
 } SphanaLlmLoadOptions;
 
 /**
@@ -428,6 +441,9 @@ extern "C" {
  * Templates that print a date (Llama 3.x) get today's date.
  *
  * `out_text` receives a malloc'd NUL-terminated string (free with `sphana_llm_string_free`).
+ * When a message holds a NUL byte so does the text, and `strlen` would cut it short (and
+ * with it the template's text after that message): use
+ * `sphana_llm_apply_chat_template_with_len`, which also returns the length.
  * Returns `SPHANA_LLM_OK`; `SPHANA_LLM_ERR_UNSUPPORTED` (the model has no chat template);
  * `SPHANA_LLM_ERR_INVALID_MODEL` (the template does not compile);
  * `SPHANA_LLM_ERR_INVALID_ARGUMENT` (NULL pointers, empty role, the template raised an
@@ -439,6 +455,18 @@ int32_t sphana_llm_apply_chat_template(const struct SphanaLlmModel *model,
                                        size_t count,
                                        uint32_t add_generation_prompt,
                                        char **out_text);
+
+/**
+ * Like `sphana_llm_apply_chat_template`, and writes the text's length in bytes (without
+ * the terminating NUL) to `*out_len` (0 on failure). The text holds NUL bytes where the
+ * messages do; read it with this length.
+ */
+int32_t sphana_llm_apply_chat_template_with_len(const struct SphanaLlmModel *model,
+                                                const struct SphanaLlmChatMessage *messages,
+                                                size_t count,
+                                                uint32_t add_generation_prompt,
+                                                char **out_text,
+                                                size_t *out_len);
 
 /**
  * Renders the conversation with the model's chat template (adding the generation prompt)
@@ -484,7 +512,17 @@ uint32_t sphana_llm_abi_version(void);
 void sphana_llm_string_free(char *text);
 
 /**
+ * Fills `*params` with the default generation parameters for a struct of `struct_size`
+ * bytes (`sizeof(SphanaLlmGenerateParams)` of the caller's header) and sets its
+ * `struct_size`: the version-safe alternative to `sphana_llm_generate_params_default()`.
+ * Returns `SPHANA_LLM_OK` or `SPHANA_LLM_ERR_INVALID_ARGUMENT` (NULL, unknown size).
+ */
+int32_t sphana_llm_generate_params_init(struct SphanaLlmGenerateParams *params, size_t struct_size);
+
+/**
  * The default generation parameters (`struct_size` already set): greedy, 256 tokens.
+ * Returned by value in this header's layout; `sphana_llm_generate_params_init` is safe
+ * across header versions.
  */
 struct SphanaLlmGenerateParams sphana_llm_generate_params_default(void);
 
@@ -513,13 +551,14 @@ void sphana_llm_cancellation_free(struct SphanaLlmCancellation *cancel);
  * `params`: NULL for the defaults (greedy, 256 tokens). `on_text`: NULL or a callback that
  * receives the text as it is generated (see `SphanaLlmTextCallback`); the chunks concatenate
  * to `*out_text`. `out_text`: NULL or receives the whole text, NUL-terminated, malloc'd by
- * the library (free with `sphana_llm_string_free`; NULL on failure). `out_stats`: NULL or
- * receives the figures.
+ * the library (free with `sphana_llm_string_free`; NULL on failure); a model can generate
+ * U+0000, so the text may hold NUL bytes: its length is `out_stats->text_len`.
+ * `out_stats`: NULL or receives the figures.
  *
  * Returns `SPHANA_LLM_OK` (also when cancelled or stopped: see the finish reason);
  * `SPHANA_LLM_ERR_UNSUPPORTED` (tokenizer-only model); `SPHANA_LLM_ERR_CONTEXT_OVERFLOW` (the
  * prompt does not fit); `SPHANA_LLM_ERR_INVALID_ARGUMENT` (bad handle, params out of range,
- * NULL stop string, empty prompt); `SPHANA_LLM_ERR_INVALID_UTF8`; `SPHANA_LLM_ERR_LIMIT_EXCEEDED`;
+ * NULL stop string, a prompt that tokenizes to no ids — an empty text without BOS); `SPHANA_LLM_ERR_INVALID_UTF8`; `SPHANA_LLM_ERR_LIMIT_EXCEEDED`;
  * `SPHANA_LLM_ERR_RUNTIME` (ONNX Runtime failed during a step).
  *
  * Thread-safe: many threads may generate on one handle at once. Each generation has its own
@@ -555,9 +594,20 @@ int32_t sphana_llm_generate_from_ids(const struct SphanaLlmModel *model,
 int32_t sphana_llm_context_length(const struct SphanaLlmModel *model, size_t *out_length);
 
 /**
- * The default load options (`struct_size` already set).
+ * The default load options (`struct_size` already set), returned by value in this
+ * header's layout: use it when the header you compile against matches the library
+ * (`sphana_llm_abi_version()`); `sphana_llm_load_options_init` is safe across versions.
  */
 struct SphanaLlmLoadOptions sphana_llm_load_options_default(void);
+
+/**
+ * Fills `*options` with the default load options for a struct of `struct_size` bytes
+ * (`sizeof(SphanaLlmLoadOptions)` of the header the caller compiled against) and sets its
+ * `struct_size`. Unlike `sphana_llm_load_options_default()`, which returns this library's
+ * layout by value, this is safe for a caller built against an older or newer header.
+ * Returns `SPHANA_LLM_OK` or `SPHANA_LLM_ERR_INVALID_ARGUMENT` (NULL, unknown size).
+ */
+int32_t sphana_llm_load_options_init(struct SphanaLlmLoadOptions *options, size_t struct_size);
 
 /**
  * Loads a model directory or a single tokenizer file.
@@ -600,6 +650,13 @@ int32_t sphana_llm_vocab_size(const struct SphanaLlmModel *model, size_t *out_si
  * Writes the tokenizer format that was loaded (`SPHANA_LLM_FORMAT_*`) to `*out_format`.
  */
 int32_t sphana_llm_tokenizer_format(const struct SphanaLlmModel *model, int32_t *out_format);
+
+/**
+ * Writes the execution provider the model runs on (`SPHANA_LLM_PROVIDER_*`) to
+ * `*out_provider`: CPU after a permitted CUDA fallback. `SPHANA_LLM_ERR_UNSUPPORTED` for a
+ * tokenizer-only model.
+ */
+int32_t sphana_llm_execution_provider(const struct SphanaLlmModel *model, int32_t *out_provider);
 
 /**
  * Writes the beginning-of-sequence id to `*out_id`, or -1 when the tokenizer has none.

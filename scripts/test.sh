@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of sphana-llm: sets up what is missing (scripts/setup.sh), checks the
 # committed goldens against the Python references, then formatting, clippy, the Rust
-# tests (ONNX Runtime 1.23.2), the generation tests again on ONNX Runtime 1.32.0, and the
-# C# wrapper's tests on Mono and CoreCLR.
+# tests (ONNX Runtime 1.23.2), the generation tests again on ONNX Runtime 1.32.0, the panic
+# test, the leak check (valgrind) and a short run of every fuzz target, and the C# wrapper's
+# tests on Mono and CoreCLR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -24,6 +25,15 @@ ORT_DYLIB_PATH="$root/assets/onnxruntime/1.23.2/libonnxruntime.so" cargo test --
 
 step "generation tests again on ONNX Runtime 1.32.0"
 ORT_DYLIB_PATH="$root/assets/onnxruntime/1.32.0/libonnxruntime.so" cargo test --locked --test generation
+
+step "panic test: an injected panic in an entry point is SPHANA_LLM_ERR_INTERNAL (feature test-hooks)"
+ORT_DYLIB_PATH="$root/assets/onnxruntime/1.23.2/libonnxruntime.so" cargo test --locked --features test-hooks --test panic
+
+step "leak check from C: valgrind memcheck (60 cycles) and heap/RSS over 300 release cycles"
+ORT_DYLIB_PATH="$root/assets/onnxruntime/1.23.2/libonnxruntime.so" bash scripts/leak_check.sh --ci
+
+step "fuzz smoke: each fuzz target for 12 s (scripts/fuzz.sh)"
+bash scripts/fuzz.sh 12
 
 if [ -x csharp-bindings/test.sh ]; then
   step "C# wrapper tests (Mono and CoreCLR)"

@@ -385,7 +385,10 @@ fn tokenizer_path_option_loads_the_tokenizer_from_elsewhere() {
         std::fs::copy(source.join(file), dir.join(file)).unwrap();
     }
     let without = Model::load(&dir, &common::load_options());
-    assert!(matches!(without, Err(Error::Io { .. })), "no tokenizer in the directory");
+    assert!(
+        matches!(without, Err(Error::Io { .. })),
+        "no tokenizer in the directory"
+    );
     let options = LoadOptions {
         tokenizer_path: Some(common::tokenizer_dir("llama3.2").join("tokenizer.json")),
         ..common::load_options()
@@ -393,7 +396,9 @@ fn tokenizer_path_option_loads_the_tokenizer_from_elsewhere() {
     let model = Model::load(&dir, &options).unwrap();
     let prompt = &golden_prompts("fp32")[1];
     let ids = common::ids(&prompt["prompt_ids"]);
-    let result = model.generate_from_ids(&ids, &greedy(8, true), &mut |_| Flow::Continue).unwrap();
+    let result = model
+        .generate_from_ids(&ids, &greedy(8, true), &mut |_| Flow::Continue)
+        .unwrap();
     assert_eq!(result.token_ids, common::ids(&prompt["new_ids"])[..8]);
     std::fs::remove_dir_all(&dir).unwrap();
 }

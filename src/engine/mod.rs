@@ -198,7 +198,7 @@ impl Engine {
         let base = || -> Result<ort::session::builder::SessionBuilder> {
             let mut builder = Session::builder(&runtime.environment)
                 .map_err(&fail)?
-                .with_optimization_level(GraphOptimizationLevel::Level3)
+                .with_optimization_level(GraphOptimizationLevel::All)
                 .map_err(|e| fail(e.into()))?;
             if options.intra_op_threads > 0 {
                 builder = builder
@@ -376,6 +376,7 @@ impl Engine {
             .session
             .as_mut()
             .ok_or_else(|| Error::Internal("session pool returned no session".into()))?;
+        crate::ffi::fail_point("session_run");
         let started = Instant::now();
         let mut outputs = session
             .run(inputs)

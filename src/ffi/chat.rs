@@ -64,6 +64,9 @@ unsafe fn messages_arg(
 /// Templates that print a date (Llama 3.x) get today's date.
 ///
 /// `out_text` receives a malloc'd NUL-terminated string (free with `sphana_llm_string_free`).
+/// When a message holds a NUL byte so does the text, and `strlen` would cut it short (and
+/// with it the template's text after that message): use
+/// `sphana_llm_apply_chat_template_with_len`, which also returns the length.
 /// Returns `SPHANA_LLM_OK`; `SPHANA_LLM_ERR_UNSUPPORTED` (the model has no chat template);
 /// `SPHANA_LLM_ERR_INVALID_MODEL` (the template does not compile);
 /// `SPHANA_LLM_ERR_INVALID_ARGUMENT` (NULL pointers, empty role, the template raised an
@@ -77,22 +80,76 @@ pub unsafe extern "C" fn sphana_llm_apply_chat_template(
     add_generation_prompt: u32,
     out_text: *mut *mut c_char,
 ) -> i32 {
-    guard(|| {
-        non_null(out_text, "out_text")?;
-        // SAFETY: checked non-NULL.
-        unsafe { write_out(out_text, std::ptr::null_mut()) };
-        let model = model_arg(model)?;
-        // SAFETY: caller contract.
-        let messages = unsafe { messages_arg(messages, count) }?;
-        let text = model.apply_chat_template(
-            &messages,
-            add_generation_prompt != 0,
-            &ChatOptions::default(),
-        )?;
-        // SAFETY: checked non-NULL.
-        unsafe { write_out(out_text, malloc_string(&text)?) };
-        Ok(())
+    // SAFETY: forwarded caller contract.
+    guard(|| unsafe {
+        render_chat(
+            model,
+            messages,
+            count,
+            add_generation_prompt,
+            out_text,
+            std::ptr::null_mut(),
+        )
     })
+}
+
+/// Like `sphana_llm_apply_chat_template`, and writes the text's length in bytes (without
+/// the terminating NUL) to `*out_len` (0 on failure). The text holds NUL bytes where the
+/// messages do; read it with this length.
+#[no_mangle]
+pub unsafe extern "C" fn sphana_llm_apply_chat_template_with_len(
+    model: *const SphanaLlmModel,
+    messages: *const SphanaLlmChatMessage,
+    count: usize,
+    add_generation_prompt: u32,
+    out_text: *mut *mut c_char,
+    out_len: *mut usize,
+) -> i32 {
+    guard(|| {
+        non_null(out_len, "out_len")?;
+        // SAFETY: checked non-NULL; forwarded caller contract.
+        unsafe {
+            write_out(out_len, 0);
+            render_chat(
+                model,
+                messages,
+                count,
+                add_generation_prompt,
+                out_text,
+                out_len,
+            )
+        }
+    })
+}
+
+/// # Safety
+/// As `sphana_llm_apply_chat_template`; `out_len` NULL or valid for a write.
+unsafe fn render_chat(
+    model: *const SphanaLlmModel,
+    messages: *const SphanaLlmChatMessage,
+    count: usize,
+    add_generation_prompt: u32,
+    out_text: *mut *mut c_char,
+    out_len: *mut usize,
+) -> Result<()> {
+    non_null(out_text, "out_text")?;
+    // SAFETY: checked non-NULL.
+    unsafe { write_out(out_text, std::ptr::null_mut()) };
+    let model = model_arg(model)?;
+    // SAFETY: caller contract.
+    let messages = unsafe { messages_arg(messages, count) }?;
+    let text = model.apply_chat_template(
+        &messages,
+        add_generation_prompt != 0,
+        &ChatOptions::default(),
+    )?;
+    // SAFETY: checked non-NULL.
+    unsafe { write_out(out_text, malloc_string(&text)?) };
+    if !out_len.is_null() {
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out_len, text.len()) };
+    }
+    Ok(())
 }
 
 /// Renders the conversation with the model's chat template (adding the generation prompt)

@@ -5,7 +5,7 @@ use std::ffi::{c_char, c_void};
 use once_cell::sync::Lazy;
 
 use super::common::*;
-use super::model::{model_arg, read_versioned_struct, SphanaLlmModel};
+use super::model::{model_arg, read_versioned_struct, write_versioned_struct, SphanaLlmModel};
 use super::tokenize::ids_arg;
 use crate::error::{Error, Result};
 use crate::generation::{CancelToken, FinishReason, Flow, GenerateParams, Generation};
@@ -97,11 +97,42 @@ pub struct SphanaLlmGenerateStats {
     pub decode_ms: f64,
     /// Milliseconds inside ONNX Runtime's `session.run`, prefill included.
     pub session_run_ms: f64,
+    /// Length in bytes of the whole generated text (`*out_text` without its terminating
+    /// NUL). The text holds a NUL byte wherever the model generated U+0000, so read
+    /// `*out_text` with this length rather than `strlen`. (Added after the first release:
+    /// a caller whose `struct_size` ends before this field does not get it.)
+    pub text_len: usize,
 }
 
 static CANCELLATIONS: Lazy<Registry<CancelToken>> = Lazy::new(|| Registry::new("cancellation"));
 
+/// Fills `*params` with the default generation parameters for a struct of `struct_size`
+/// bytes (`sizeof(SphanaLlmGenerateParams)` of the caller's header) and sets its
+/// `struct_size`: the version-safe alternative to `sphana_llm_generate_params_default()`.
+/// Returns `SPHANA_LLM_OK` or `SPHANA_LLM_ERR_INVALID_ARGUMENT` (NULL, unknown size).
+#[no_mangle]
+pub unsafe extern "C" fn sphana_llm_generate_params_init(
+    params: *mut SphanaLlmGenerateParams,
+    struct_size: usize,
+) -> i32 {
+    guard(|| {
+        non_null(params, "params")?;
+        // SAFETY: the caller provides `struct_size` writable bytes.
+        unsafe {
+            write_versioned_struct(
+                params,
+                struct_size,
+                "SphanaLlmGenerateParams",
+                sphana_llm_generate_params_default(),
+                &[],
+            )
+        }
+    })
+}
+
 /// The default generation parameters (`struct_size` already set): greedy, 256 tokens.
+/// Returned by value in this header's layout; `sphana_llm_generate_params_init` is safe
+/// across header versions.
 #[no_mangle]
 pub extern "C" fn sphana_llm_generate_params_default() -> SphanaLlmGenerateParams {
     let d = GenerateParams::default();
@@ -177,7 +208,14 @@ unsafe fn params_from_c(
         ));
     }
     // SAFETY: forwarded contract.
-    let p = unsafe { read_versioned_struct(params, "SphanaLlmGenerateParams") }?;
+    let p = unsafe {
+        read_versioned_struct(
+            params,
+            "SphanaLlmGenerateParams",
+            sphana_llm_generate_params_default(),
+            &[],
+        )
+    }?;
     if p.out_token_ids.is_null() && p.out_token_ids_capacity != 0 {
         return Err(Error::InvalidArgument(
             "out_token_ids is NULL but its capacity is not 0".into(),
@@ -206,6 +244,10 @@ unsafe fn params_from_c(
                         Error::InvalidArgument(_) => {
                             Error::InvalidArgument(format!("stop_strings[{i}] is NULL"))
                         }
+                        Error::InvalidUtf8 { valid_up_to, .. } => Error::InvalidUtf8 {
+                            what: format!("stop_strings[{i}]"),
+                            valid_up_to,
+                        },
                         other => other,
                     })
             })
@@ -292,6 +334,7 @@ pub(crate) unsafe fn run_generation(
     let (params, outputs) = unsafe { params_from_c(params) }?;
     let mut chunk = Vec::new();
     let mut callback = |text: &str| -> Flow {
+        fail_point("on_text");
         let Some(f) = on_text else {
             return Flow::Continue;
         };
@@ -331,6 +374,7 @@ pub(crate) unsafe fn run_generation(
             prefill_ms: s.prefill_ms,
             decode_ms: s.decode_ms,
             session_run_ms: s.session_run_ms,
+            text_len: generation.text.len(),
         };
         let bytes = (declared as usize).min(std::mem::size_of::<SphanaLlmGenerateStats>());
         // SAFETY: the caller's struct holds `declared` bytes; we copy at most that many.
@@ -352,13 +396,14 @@ pub(crate) unsafe fn run_generation(
 /// `params`: NULL for the defaults (greedy, 256 tokens). `on_text`: NULL or a callback that
 /// receives the text as it is generated (see `SphanaLlmTextCallback`); the chunks concatenate
 /// to `*out_text`. `out_text`: NULL or receives the whole text, NUL-terminated, malloc'd by
-/// the library (free with `sphana_llm_string_free`; NULL on failure). `out_stats`: NULL or
-/// receives the figures.
+/// the library (free with `sphana_llm_string_free`; NULL on failure); a model can generate
+/// U+0000, so the text may hold NUL bytes: its length is `out_stats->text_len`.
+/// `out_stats`: NULL or receives the figures.
 ///
 /// Returns `SPHANA_LLM_OK` (also when cancelled or stopped: see the finish reason);
 /// `SPHANA_LLM_ERR_UNSUPPORTED` (tokenizer-only model); `SPHANA_LLM_ERR_CONTEXT_OVERFLOW` (the
 /// prompt does not fit); `SPHANA_LLM_ERR_INVALID_ARGUMENT` (bad handle, params out of range,
-/// NULL stop string, empty prompt); `SPHANA_LLM_ERR_INVALID_UTF8`; `SPHANA_LLM_ERR_LIMIT_EXCEEDED`;
+/// NULL stop string, a prompt that tokenizes to no ids — an empty text without BOS); `SPHANA_LLM_ERR_INVALID_UTF8`; `SPHANA_LLM_ERR_LIMIT_EXCEEDED`;
 /// `SPHANA_LLM_ERR_RUNTIME` (ONNX Runtime failed during a step).
 ///
 /// Thread-safe: many threads may generate on one handle at once. Each generation has its own

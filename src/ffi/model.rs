@@ -70,7 +70,9 @@ pub struct SphanaLlmLoadOptions {
     pub tokenizer_path: *const c_char,
 }
 
-/// The default load options (`struct_size` already set).
+/// The default load options (`struct_size` already set), returned by value in this
+/// header's layout: use it when the header you compile against matches the library
+/// (`sphana_llm_abi_version()`); `sphana_llm_load_options_init` is safe across versions.
 #[no_mangle]
 pub extern "C" fn sphana_llm_load_options_default() -> SphanaLlmLoadOptions {
     SphanaLlmLoadOptions {
@@ -89,19 +91,39 @@ pub extern "C" fn sphana_llm_load_options_default() -> SphanaLlmLoadOptions {
     }
 }
 
-/// Reads a caller's versioned struct: the caller's `struct_size` must cover our struct
-/// (older layouts are listed in `known_older_sizes`), and any bytes past our struct must be zero.
+/// Reads a caller's versioned struct. The caller's `struct_size` must be this library's
+/// size, or the size of an earlier published layout (`older_sizes`; the fields it lacks
+/// keep their `defaults`), or larger with every byte past our struct zero (a newer header
+/// whose new fields the caller left at their defaults).
 ///
 /// # Safety
 /// `ptr` must be valid for reads of the `struct_size` it declares.
-pub(crate) unsafe fn read_versioned_struct<T: Copy>(ptr: *const T, name: &str) -> Result<T> {
+pub(crate) unsafe fn read_versioned_struct<T: Copy>(
+    ptr: *const T,
+    name: &str,
+    defaults: T,
+    older_sizes: &[usize],
+) -> Result<T> {
     // SAFETY: every versioned struct starts with a u32 struct_size.
     let declared = unsafe { ptr.cast::<u32>().read_unaligned() } as usize;
     let ours = std::mem::size_of::<T>();
     if declared < ours {
-        return Err(Error::InvalidArgument(format!(
-            "{name}.struct_size is {declared}, smaller than this library's {ours}; initialise it with the *_default() function"
-        )));
+        if !older_sizes.contains(&declared) {
+            return Err(Error::InvalidArgument(format!(
+                "{name}.struct_size is {declared}, which is not a layout this library knows ({ours}, or earlier {older_sizes:?}); initialise it with the *_init() or *_default() function"
+            )));
+        }
+        let mut value = defaults;
+        // SAFETY: the caller declared `declared` readable bytes, a prefix of our layout made
+        // of whole fields; they overwrite the same prefix of the defaults.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                ptr.cast::<u8>(),
+                (&mut value as *mut T).cast::<u8>(),
+                declared,
+            );
+        }
+        return Ok(value);
     }
     if declared > ours {
         if declared - ours > 1 << 16 {
@@ -123,6 +145,77 @@ pub(crate) unsafe fn read_versioned_struct<T: Copy>(ptr: *const T, name: &str) -
     Ok(unsafe { ptr.read_unaligned() })
 }
 
+/// Writes `defaults` into a caller's struct of `struct_size` bytes: our layout, an earlier
+/// one (`older_sizes`), or a larger (newer) one whose extra bytes are zeroed.
+///
+/// # Safety
+/// `out` must be valid for writes of `struct_size` bytes.
+pub(crate) unsafe fn write_versioned_struct<T: Copy>(
+    out: *mut T,
+    struct_size: usize,
+    name: &str,
+    defaults: T,
+    older_sizes: &[usize],
+) -> Result<()> {
+    let ours = std::mem::size_of::<T>();
+    if struct_size < ours && !older_sizes.contains(&struct_size) {
+        return Err(Error::InvalidArgument(format!(
+            "struct_size {struct_size} is not a layout of {name} this library knows ({ours}, or earlier {older_sizes:?})"
+        )));
+    }
+    if struct_size > ours + (1 << 16) {
+        return Err(Error::InvalidArgument(format!(
+            "struct_size {struct_size} is implausibly large"
+        )));
+    }
+    let size = u32::try_from(struct_size)
+        .map_err(|_| Error::InvalidArgument(format!("struct_size {struct_size} is too large")))?;
+    // SAFETY: the caller provides `struct_size` writable bytes; we copy at most our size
+    // and zero the rest, then store the caller's size in the leading struct_size field.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            (&defaults as *const T).cast::<u8>(),
+            out.cast::<u8>(),
+            struct_size.min(ours),
+        );
+        if struct_size > ours {
+            std::ptr::write_bytes(out.cast::<u8>().add(ours), 0, struct_size - ours);
+        }
+        out.cast::<u32>().write_unaligned(size);
+    }
+    Ok(())
+}
+
+/// Sizes of earlier published `SphanaLlmLoadOptions` layouts: before `tokenizer_path`.
+pub(crate) fn load_options_older_sizes() -> [usize; 1] {
+    [std::mem::offset_of!(SphanaLlmLoadOptions, tokenizer_path)]
+}
+
+/// Fills `*options` with the default load options for a struct of `struct_size` bytes
+/// (`sizeof(SphanaLlmLoadOptions)` of the header the caller compiled against) and sets its
+/// `struct_size`. Unlike `sphana_llm_load_options_default()`, which returns this library's
+/// layout by value, this is safe for a caller built against an older or newer header.
+/// Returns `SPHANA_LLM_OK` or `SPHANA_LLM_ERR_INVALID_ARGUMENT` (NULL, unknown size).
+#[no_mangle]
+pub unsafe extern "C" fn sphana_llm_load_options_init(
+    options: *mut SphanaLlmLoadOptions,
+    struct_size: usize,
+) -> i32 {
+    guard(|| {
+        non_null(options, "options")?;
+        // SAFETY: the caller provides `struct_size` writable bytes.
+        unsafe {
+            write_versioned_struct(
+                options,
+                struct_size,
+                "SphanaLlmLoadOptions",
+                sphana_llm_load_options_default(),
+                &load_options_older_sizes(),
+            )
+        }
+    })
+}
+
 /// Converts C load options to the Rust ones, validating every field.
 ///
 /// # Safety
@@ -132,7 +225,14 @@ unsafe fn load_options_from_c(options: *const SphanaLlmLoadOptions) -> Result<Lo
         return Ok(LoadOptions::default());
     }
     // SAFETY: forwarded contract.
-    let o = unsafe { read_versioned_struct(options, "SphanaLlmLoadOptions") }?;
+    let o = unsafe {
+        read_versioned_struct(
+            options,
+            "SphanaLlmLoadOptions",
+            sphana_llm_load_options_default(),
+            &load_options_older_sizes(),
+        )
+    }?;
     let tokenizer_format = match o.tokenizer_format {
         SPHANA_LLM_FORMAT_AUTO => None,
         v => Some(TokenizerFormat::from_i32(v).ok_or_else(|| {
@@ -177,7 +277,8 @@ unsafe fn load_options_from_c(options: *const SphanaLlmLoadOptions) -> Result<Lo
         max_batch_texts: positive(o.max_batch_texts, "max_batch_texts")?,
         session_count: positive(o.session_count.into(), "session_count")?,
         // SAFETY: as above.
-        tokenizer_path: unsafe { optional_cstr_arg(o.tokenizer_path, "tokenizer_path") }?.map(PathBuf::from),
+        tokenizer_path: unsafe { optional_cstr_arg(o.tokenizer_path, "tokenizer_path") }?
+            .map(PathBuf::from),
     })
 }
 
@@ -269,7 +370,10 @@ pub unsafe extern "C" fn sphana_llm_tokenizer_format(
 /// `*out_provider`: CPU after a permitted CUDA fallback. `SPHANA_LLM_ERR_UNSUPPORTED` for a
 /// tokenizer-only model.
 #[no_mangle]
-pub unsafe extern "C" fn sphana_llm_execution_provider(model: *const SphanaLlmModel, out_provider: *mut i32) -> i32 {
+pub unsafe extern "C" fn sphana_llm_execution_provider(
+    model: *const SphanaLlmModel,
+    out_provider: *mut i32,
+) -> i32 {
     guard(|| {
         non_null(out_provider, "out_provider")?;
         let model = model_arg(model)?;

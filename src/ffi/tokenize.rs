@@ -430,6 +430,7 @@ fn stream_step(
         check_buffer(out_text, capacity, out_len, "out_text", "out_len")?;
         let decoder = DECODERS.get(decoder as usize)?;
         let mut state = decoder.lock().unwrap_or_else(|p| p.into_inner());
+        fail_point("stream_push");
         // Advance a copy, so a too-small buffer or a bad id leaves the decoder unchanged.
         let mut next = state.clone();
         let text = step(&mut next)?;

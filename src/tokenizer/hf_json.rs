@@ -70,7 +70,17 @@ pub(crate) struct HfTokenizer {
 impl HfTokenizer {
     /// Parses `tokenizer.json` bytes; `path` is used in error messages only.
     pub(crate) fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
-        let tokenizer = tokenizers::Tokenizer::from_bytes(bytes)
+        // `tokenizers` panics (`expect`) on some malformed sections instead of returning an
+        // error (found by fuzz/fuzz_targets/load_files.rs): a broken file is INVALID_MODEL,
+        // not a caught panic reported as INTERNAL.
+        let parsed =
+            std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(bytes)).map_err(|_| {
+                Error::invalid_model(
+                    path,
+                    "not a valid tokenizer.json (the tokenizers parser gave up on a malformed section)",
+                )
+            })?;
+        let tokenizer = parsed
             .map_err(|e| Error::invalid_model(path, format!("not a valid tokenizer.json: {e}")))?;
         Ok(Self::from_tokenizer(
             tokenizer,
@@ -81,7 +91,14 @@ impl HfTokenizer {
     /// Wraps an already-built `tokenizers` pipeline (and its fast path, if any).
     pub(crate) fn from_tokenizer(tokenizer: tokenizers::Tokenizer, fast: Option<FastBpe>) -> Self {
         let inner = tokenizer.into_inner();
-        let model = SharedModel(Arc::new(inner.get_model().clone()));
+        let mut model = inner.get_model().clone();
+        // `tokenizers` keeps the BPE cache in thread-locals keyed by model instance and never
+        // frees an instance's entries when it is dropped, so each load -> tokenize -> free
+        // cycle left up to 10,000 words behind in every thread that tokenized (tests/leaks.rs).
+        // Turn it off: the byte-level fast path does not use it, and the general path is
+        // what remains.
+        model.resize_cache(0);
+        let model = SharedModel(Arc::new(model));
         let build = |encode_special_as_text: bool| -> Pipeline {
             let mut p = TokenizerImpl::new(model.clone());
             if let Some(n) = inner.get_normalizer() {

@@ -1,0 +1,101 @@
+//! Versioned structs across header versions: a caller built against the earlier
+//! `SphanaLlmLoadOptions` layout (before `tokenizer_path`) still loads, the `*_init`
+//! functions fill older and newer layouts without overrunning them, and unknown sizes
+//! are rejected with a message.
+
+mod common;
+
+use std::ffi::{c_char, CStr, CString};
+use std::ptr::null_mut;
+
+use sphana_llm::ffi::*;
+
+fn last_error() -> String {
+    unsafe { CStr::from_ptr(sphana_llm_last_error()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+const OLD_LOAD_OPTIONS_SIZE: usize = std::mem::offset_of!(SphanaLlmLoadOptions, tokenizer_path);
+
+#[test]
+fn an_older_load_options_layout_still_loads() {
+    // A caller's buffer sized for the earlier layout, filled by the version-safe init.
+    let mut buffer = vec![0xAAu8; OLD_LOAD_OPTIONS_SIZE + 16];
+    let options = buffer.as_mut_ptr().cast::<SphanaLlmLoadOptions>();
+    assert_eq!(
+        unsafe { sphana_llm_load_options_init(options, OLD_LOAD_OPTIONS_SIZE) },
+        SPHANA_LLM_OK
+    );
+    assert!(
+        buffer[OLD_LOAD_OPTIONS_SIZE..].iter().all(|&b| b == 0xAA),
+        "init wrote past the caller's struct"
+    );
+    assert_eq!(
+        u32::from_ne_bytes(buffer[..4].try_into().unwrap()) as usize,
+        OLD_LOAD_OPTIONS_SIZE
+    );
+
+    // Garbage after the old layout must not be read as `tokenizer_path`.
+    let dir = CString::new(common::tokenizer_dir("llama3.2").to_str().unwrap()).unwrap();
+    let mut model = null_mut();
+    let status = unsafe { sphana_llm_load(dir.as_ptr(), buffer.as_ptr().cast(), &mut model) };
+    assert_eq!(status, SPHANA_LLM_OK, "{}", last_error());
+    let mut vocab = 0usize;
+    assert_eq!(
+        unsafe { sphana_llm_vocab_size(model, &mut vocab) },
+        SPHANA_LLM_OK
+    );
+    assert_eq!(vocab, 128_256);
+    sphana_llm_free(model);
+}
+
+#[test]
+fn init_fills_the_current_and_newer_layouts_and_rejects_unknown_sizes() {
+    let ours = std::mem::size_of::<SphanaLlmLoadOptions>();
+    let mut buffer = vec![0xAAu8; ours + 32];
+    let options = buffer.as_mut_ptr().cast::<SphanaLlmLoadOptions>();
+    assert_eq!(
+        unsafe { sphana_llm_load_options_init(options, ours + 8) },
+        SPHANA_LLM_OK
+    );
+    assert!(
+        buffer[ours..ours + 8].iter().all(|&b| b == 0),
+        "a newer layout's unknown fields are zeroed"
+    );
+    assert!(buffer[ours + 8..].iter().all(|&b| b == 0xAA));
+    let defaults = sphana_llm_load_options_default();
+    let filled = unsafe { options.read_unaligned() };
+    assert_eq!(filled.max_input_bytes, defaults.max_input_bytes);
+    assert_eq!(filled.session_count, defaults.session_count);
+
+    let status = unsafe { sphana_llm_load_options_init(options, OLD_LOAD_OPTIONS_SIZE - 3) };
+    assert_eq!(status, SPHANA_LLM_ERR_INVALID_ARGUMENT);
+    assert!(last_error().contains("struct_size"), "{}", last_error());
+    assert_eq!(
+        unsafe { sphana_llm_load_options_init(null_mut(), ours) },
+        SPHANA_LLM_ERR_INVALID_ARGUMENT
+    );
+
+    let mut params = std::mem::MaybeUninit::<SphanaLlmGenerateParams>::uninit();
+    let size = std::mem::size_of::<SphanaLlmGenerateParams>();
+    assert_eq!(
+        unsafe { sphana_llm_generate_params_init(params.as_mut_ptr(), size) },
+        SPHANA_LLM_OK
+    );
+    let params = unsafe { params.assume_init() };
+    assert_eq!(
+        params.max_new_tokens,
+        sphana_llm_generate_params_default().max_new_tokens
+    );
+    assert_eq!(params.struct_size as usize, size);
+
+    // A struct_size between two fields is rejected when loading, too.
+    let mut odd = sphana_llm_load_options_default();
+    odd.struct_size = (OLD_LOAD_OPTIONS_SIZE + 4) as u32;
+    let dir = CString::new(common::tokenizer_dir("llama3.2").to_str().unwrap()).unwrap();
+    let mut model = null_mut();
+    let status = unsafe { sphana_llm_load(dir.as_ptr() as *const c_char, &odd, &mut model) };
+    assert_eq!(status, SPHANA_LLM_ERR_INVALID_ARGUMENT);
+    assert!(model.is_null());
+}
