@@ -437,11 +437,13 @@ def main():
     # ---- tokenizer files (checked last, so the models/goldens can be developed without them)
     tok = TOKENIZER_DIR / "tokenizer.json"
     if tok.exists():
+        # The tiny models are base models: Llama 3.2's tokenizer.json, and a tokenizer_config.json
+        # of their own with BOS/EOS but no chat template (tests rely on a model without one).
+        config = {"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>"}
         for name in VARIANTS:
-            for f in ("tokenizer.json", "tokenizer_config.json"):
-                if (TOKENIZER_DIR / f).exists():
-                    shutil.copy2(TOKENIZER_DIR / f, OUT / name / f)
-        print("copied Llama 3.2 tokenizer files into each variant dir")
+            shutil.copy2(tok, OUT / name / "tokenizer.json")
+            (OUT / name / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+        print("copied the Llama 3.2 tokenizer.json into each variant dir")
     elif not args.skip_tokenizer_check:
         sys.exit(f"error: {tok.relative_to(ROOT)} is missing; run scripts/fetch_tokenizers.py first, then re-run this script "
                  "(or pass --skip-tokenizer-check). Models and goldens were written.")
