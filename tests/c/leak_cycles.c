@@ -138,7 +138,7 @@ static void one_cycle(const char *dir, const char *ort, struct result *r) {
     /* many distinct words: a per-model cache that outlived its model (the tokenizers
        crate's thread-local BPE cache did) shows up as ~0.3 MB of growth per cycle */
     {
-        static char words[64 * 1024];
+        static char words[8 * 1024];
         static size_t words_len;
         if (words_len == 0) {
             unsigned x = 12345;
