@@ -10,7 +10,8 @@
 #      (scripts/valgrind.supp, each entry explained).
 #   2. Heap and RSS in release over M cycles (no valgrind): after a warm-up, the heap in use
 #      (glibc mallinfo2, exact) may grow by at most 2 KiB per cycle and the resident set size
-#      by at most 16 MiB (freed memory the allocator keeps moves it by megabytes).
+#      by at most 16 MiB (32 MiB for Llama 3 tiktoken; freed memory the allocator keeps
+#      moves it by megabytes).
 #
 #   scripts/leak_check.sh           N=1000 valgrind cycles, M=1000 RSS cycles (RELIABILITY.md)
 #   scripts/leak_check.sh --ci      N=60, M=300 (what scripts/test.sh runs, ~2 minutes)
@@ -104,11 +105,13 @@ vg "$root/assets/tokenizers/llama3-tiktoken" 3 "$work/valgrind-tiktoken.log"
 # ---- 2. RSS in release ----
 step "heap and RSS over $rss_cycles release cycles"
 rss() {
-  local dir=$1 cycles=$2 heap_kb=$(( $2 * 2 > 1024 ? $2 * 2 : 1024 ))
+  local dir=$1 cycles=$2 rss_kb=${3:-16384} heap_kb=$(( $2 * 2 > 1024 ? $2 * 2 : 1024 ))
   printf '%-60s ' "$dir" >&2
-  RUST_BACKTRACE=0 "$work/leak_cycles" "$dir" "$ort" "$cycles" "$heap_kb" 16384 >&2
+  RUST_BACKTRACE=0 "$work/leak_cycles" "$dir" "$ort" "$cycles" "$heap_kb" "$rss_kb" >&2
 }
 rss "$work/micro" "$rss_cycles"
 rss "$root/assets/tokenizers/llama2-spm" $(( rss_cycles / 2 ))
-rss "$root/assets/tokenizers/llama3-tiktoken" $(( rss_cycles / 10 + 20 ))
+# Each Llama 3 tiktoken load allocates and frees ~100 MB: glibc's RSS keeps rising for ~50
+# cycles before it settles at ~393 MB (the exact heap check stays tight): allow 32 MiB.
+rss "$root/assets/tokenizers/llama3-tiktoken" $(( rss_cycles / 10 + 20 )) 32768
 step "leak checks passed"

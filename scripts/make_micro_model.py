@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Write a micro Llama-shaped model directory for leak and fuzz runs: python3 scripts/make_micro_model.py OUT_DIR
+"""Write a micro Llama-shaped model directory for leak and fuzz runs:
+python3 scripts/make_micro_model.py OUT_DIR [CONTEXT]   (CONTEXT: max_position_embeddings, default 256)
 
 The tiny-llama test models share Llama 3.2's 128256-token vocabulary (a 9 MB tokenizer.json and a
 33 MB embedding), so one load takes seconds under valgrind. This one has a ~400-token byte-level BPE
@@ -66,9 +67,10 @@ def make_tokenizer(out: Path) -> int:
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
+    if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
     out = Path(sys.argv[1])
+    context = int(sys.argv[2]) if len(sys.argv) == 3 else 256
     out.mkdir(parents=True, exist_ok=True)
     vocab = make_tokenizer(out)
     tok = Tokenizer.from_file(str(out / "tokenizer.json"))
@@ -83,7 +85,7 @@ def main() -> None:
         "num_attention_heads": 4,
         "num_key_value_heads": 2,
         "head_dim": 8,
-        "max_position_embeddings": 256,
+        "max_position_embeddings": context,
         "rms_norm_eps": 1e-5,
         "rope_theta": 10000.0,
         "rope_scaling": None,

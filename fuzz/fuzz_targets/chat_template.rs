@@ -83,10 +83,22 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     // (likewise), then an empty role.
     for (m, (role, content, _)) in messages.iter().zip(&owned) {
         let checks = [
-            (m.role.is_null() && !role.is_empty(), SPHANA_LLM_ERR_INVALID_ARGUMENT),
-            (std::str::from_utf8(role).is_err(), SPHANA_LLM_ERR_INVALID_UTF8),
-            (m.content.is_null() && !content.is_empty(), SPHANA_LLM_ERR_INVALID_ARGUMENT),
-            (std::str::from_utf8(content).is_err(), SPHANA_LLM_ERR_INVALID_UTF8),
+            (
+                m.role.is_null() && !role.is_empty(),
+                SPHANA_LLM_ERR_INVALID_ARGUMENT,
+            ),
+            (
+                std::str::from_utf8(role).is_err(),
+                SPHANA_LLM_ERR_INVALID_UTF8,
+            ),
+            (
+                m.content.is_null() && !content.is_empty(),
+                SPHANA_LLM_ERR_INVALID_ARGUMENT,
+            ),
+            (
+                std::str::from_utf8(content).is_err(),
+                SPHANA_LLM_ERR_INVALID_UTF8,
+            ),
             (role.is_empty(), SPHANA_LLM_ERR_INVALID_ARGUMENT),
         ];
         if let Some(&(_, status)) = checks.iter().find(|(bad, _)| *bad) {
