@@ -197,6 +197,9 @@ fn c_program_uses_the_tokenizer_api() {
     );
 
     let run = Command::new(&exe)
+        // cargo puts `<target>/<profile>/` (maybe a stale libsphana_llm.so) on LD_LIBRARY_PATH,
+        // which would beat the RUNPATH pointing at the library this test run built.
+        .env_remove("LD_LIBRARY_PATH")
         .args(smoke_args())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
