@@ -179,9 +179,18 @@ impl HfTokenizer {
             .map_err(|e| Error::Internal(format!("tokenizers failed to decode: {e}")))
     }
 
-    /// Vocabulary size including added tokens (ids run from 0 to this minus one, possibly with holes).
+    /// One more than the largest id, added tokens included (ids run from 0 to this minus
+    /// one, possibly with holes). `tokenizers` counts entries instead, which is smaller than
+    /// the id range when the vocabulary has holes, and would let valid output ids fail the
+    /// range checks (fuzz regression `load_files/tokenizer-json-vocab-with-holes`).
     pub(crate) fn vocab_size(&self) -> usize {
-        self.parsing_special.get_vocab_size(true)
+        let largest = self
+            .parsing_special
+            .get_vocab(true)
+            .into_values()
+            .max()
+            .map_or(0, |id| id as usize + 1);
+        largest.max(self.parsing_special.get_vocab_size(true))
     }
 
     /// The id of a token string (model vocabulary or added token).
@@ -212,5 +221,22 @@ impl HfTokenizer {
     pub(crate) fn leading_special_id(&self) -> Option<u32> {
         let encoding = self.parsing_special.encode_fast("", true).ok()?;
         encoding.get_ids().first().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vocab_size_covers_ids_past_holes() {
+        // Three entries, ids up to 7: the size is the id range, not the entry count.
+        let json = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],
+            "normalizer":null,"pre_tokenizer":null,"post_processor":null,"decoder":null,
+            "model":{"type":"WordLevel","vocab":{"a":0,"b":5,"c":7},"unk_token":"a"}}"#;
+        let tokenizer = HfTokenizer::from_bytes(json.as_bytes(), Path::new("t.json")).unwrap();
+        assert_eq!(tokenizer.vocab_size(), 8);
+        assert_eq!(tokenizer.token_to_id("c"), Some(7));
+        assert_eq!(tokenizer.id_to_token(3), None);
     }
 }

@@ -136,7 +136,16 @@ pub(crate) fn parse_model_pieces(
                 _ => {}
             }
         }
-        pieces.push((text.ok_or("a piece has no text")?, kind));
+        let text = text.ok_or("a piece has no text")?;
+        // SentencePiece's C++ indexes pieces as NUL-terminated keys (darts-clone) and
+        // throws a C++ exception for one holding a NUL, which would abort the process.
+        if text.contains('\0') {
+            return Err(format!(
+                "piece {} contains a NUL byte, which SentencePiece cannot index",
+                pieces.len()
+            ));
+        }
+        pieces.push((text, kind));
     }
     if pieces.is_empty() {
         return Err("no pieces".into());
@@ -312,5 +321,16 @@ mod tests {
             parse_model_pieces(&ok).unwrap(),
             vec![("a".to_string(), PieceType::Control)]
         );
+    }
+
+    #[test]
+    fn pieces_with_nul_are_rejected_before_sentencepiece_sees_them() {
+        // A piece "\0" made SentencePiece's trie builder throw through the C ABI (fuzz
+        // regression fuzz/regressions/load_files/sentencepiece-nul-piece).
+        let nul = [0x0a, 0x05, 0x0a, 0x01, 0, 0x18, 0x01];
+        let err = parse_model_pieces(&nul).unwrap_err();
+        assert!(err.contains("NUL"), "{err}");
+        let inner = [0x0a, 0x07, 0x0a, 0x03, b'a', 0, b'b', 0x18, 0x01];
+        assert!(parse_model_pieces(&inner).is_err());
     }
 }
