@@ -76,6 +76,10 @@ def main() -> None:
         for which in range(0, 9, 3):
             write(seeds / "tokenize" / f"{case['name']}-{which}", bytes([which + i % 3, i % 4, 0, 0, 0, 2, 0]) + text)
 
+    # fast_path: [tokenizer and options] + text
+    for i, case in enumerate(inputs):
+        write(seeds / "fast_path" / case["name"], bytes([i % 8]) + case["text"].encode()[:2048])
+
     # stream_decode: arbitrary bytes (a tokenizer index, flags, then (kind, id) pairs)
     for which in range(8):
         write(seeds / "stream_decode" / f"seq-{which}", bytes([which, 0]) + bytes(range(3, 200, 7)))

@@ -331,6 +331,12 @@ typedef struct SphanaLlmGenerateStats {
    * a caller whose `struct_size` ends before this field does not get it.)
    */
   size_t text_len;
+  /**
+   * Decode steps that shared one `session.run` with other generations on the same
+   * handle (continuous batching; see `SphanaLlmLoadOptions.max_decode_batch`). (Added
+   * after the first release.)
+   */
+  size_t batched_steps;
 } SphanaLlmGenerateStats;
 
 /**
@@ -383,8 +389,8 @@ typedef struct SphanaLlmLoadOptions {
   uint64_t max_batch_texts;
   /**
    * ONNX Runtime sessions for the model (default 1). Each holds its own copy of the
-   * weights; with N sessions, N generations can be inside `session.run` at once.
-   * Generations beyond that interleave step by step.
+   * weights; with N sessions, N `session.run` calls (prompts, batched decode steps) can
+   * execute at once.
    */
   uint32_t session_count;
   /**
@@ -393,6 +399,15 @@ typedef struct SphanaLlmLoadOptions {
    * from its own directory.
    */
   const char *tokenizer_path;
+  /**
+   * Most concurrent generations on this handle whose decode steps share one
+   * `session.run` (continuous batching), default 8; 1 turns batching off. Applies to
+   * models with a KV cache, `attention_mask` and `position_ids`. Float models give each
+   * generation the same greedy output as alone; with a dynamically quantized (INT8) model
+   * one activation scale covers the whole batch, so results depend on the batch mates:
+   * set 1 when runs must be reproducible one by one. (Added after the first release.)
+   */
+  uint32_t max_decode_batch;
 } SphanaLlmLoadOptions;
 
 /**
@@ -562,8 +577,9 @@ void sphana_llm_cancellation_free(struct SphanaLlmCancellation *cancel);
  * `SPHANA_LLM_ERR_RUNTIME` (ONNX Runtime failed during a step).
  *
  * Thread-safe: many threads may generate on one handle at once. Each generation has its own
- * KV cache; their `session.run` calls share the model's `session_count` sessions (default 1),
- * so with one session concurrent generations interleave step by step.
+ * KV cache. Their decode steps are batched: one `session.run` computes the next token of up
+ * to `max_decode_batch` concurrent generations (see `SphanaLlmLoadOptions`); prompts run on
+ * the model's `session_count` sessions.
  */
 int32_t sphana_llm_generate(const struct SphanaLlmModel *model,
                             const char *prompt,

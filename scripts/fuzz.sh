@@ -8,7 +8,7 @@
 #   FUZZ_ASAN=1 scripts/fuzz.sh 600     with AddressSanitizer (RUSTC_BOOTSTRAP=1; about 5x slower)
 #   FUZZ_JOBS=2 scripts/fuzz.sh 3600    libFuzzer workers per target (-fork)
 #
-# Targets: tokenize, stream_decode, load_files, chat_template, generate_params (see the doc
+# Targets: tokenize, stream_decode, load_files, chat_template, generate_params, fast_path (see the doc
 # comment at the top of each fuzz/fuzz_targets/*.rs). Inputs that grew coverage are kept in
 # fuzz/corpus/<target>/ (ignored by git); the seeds come from fuzz/make_seeds.py (fuzz/work/,
 # also ignored, rebuilt when missing); fuzz/regressions/<target>/ holds (committed) inputs that
@@ -23,7 +23,7 @@ seconds=${1:-${FUZZ_SECONDS:-12}}
 [ $# -gt 0 ] && shift
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(tokenize stream_decode load_files chat_template generate_params)
+  targets=(tokenize stream_decode load_files chat_template generate_params fast_path)
 fi
 
 step() { printf '\n==> %s\n' "$*" >&2; }
@@ -33,7 +33,7 @@ if ! command -v cargo-fuzz >/dev/null; then
   cargo install cargo-fuzz --locked --version 0.13.2
 fi
 
-if [ ! -f fuzz/work/micro/model.onnx ] || [ ! -d fuzz/work/seeds ]; then
+if [ ! -f fuzz/work/micro/model.onnx ] || [ ! -d fuzz/work/seeds/fast_path ]; then
   step "fuzz/make_seeds.py (micro model and seed inputs)"
   python3 fuzz/make_seeds.py fuzz/work
 fi

@@ -43,6 +43,12 @@ pub struct LoadOptions {
     /// ONNX Runtime sessions per model (each holds its own copy of the weights): how many
     /// `session.run` calls of concurrent generations can execute at the same time. Default 1.
     pub session_count: usize,
+    /// Most concurrent generations whose decode steps share one `session.run` (continuous
+    /// batching; default [`crate::engine::batch::DEFAULT_MAX_DECODE_BATCH`]). 1 runs every
+    /// generation's steps on their own. Batching applies to models with a KV cache,
+    /// `attention_mask` and `position_ids`; float models give the same greedy output as
+    /// alone, dynamically quantized (INT8) ones depend on their batch mates.
+    pub max_decode_batch: usize,
     /// Largest text (bytes) one tokenize/generate call accepts.
     pub max_input_bytes: usize,
     /// Most texts one batch-tokenize call accepts.
@@ -66,6 +72,7 @@ impl Default for LoadOptions {
             device_id: 0,
             allow_cpu_fallback: false,
             session_count: 1,
+            max_decode_batch: crate::engine::batch::DEFAULT_MAX_DECODE_BATCH,
             max_input_bytes: DEFAULT_MAX_INPUT_BYTES,
             max_batch_texts: DEFAULT_MAX_BATCH_TEXTS,
         }

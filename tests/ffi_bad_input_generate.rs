@@ -774,6 +774,7 @@ fn cases(fx: &Fixture) -> Vec<Case<'_>> {
                         decode_ms: -1.0,
                         session_run_ms: -1.0,
                         text_len: 777,
+                        batched_steps: 555,
                     },
                 };
                 let status = unsafe {
@@ -802,7 +803,8 @@ fn cases(fx: &Fixture) -> Vec<Case<'_>> {
                     .check(
                         s.stats.generated_tokens == 99
                             && s.stats.prefill_ms == -1.0
-                            && s.stats.text_len == 777,
+                            && s.stats.text_len == 777
+                            && s.stats.batched_steps == 555,
                         || "wrote past struct_size 16".to_owned(),
                     )
             },

@@ -1,5 +1,5 @@
-//! Versioned structs across header versions: a caller built against the earlier
-//! `SphanaLlmLoadOptions` layout (before `tokenizer_path`) still loads, the `*_init`
+//! Versioned structs across header versions: a caller built against an earlier
+//! `SphanaLlmLoadOptions` layout (before `tokenizer_path`, before `max_decode_batch`) still loads, the `*_init`
 //! functions fill older and newer layouts without overrunning them, and unknown sizes
 //! are rejected with a message.
 
@@ -17,26 +17,33 @@ fn last_error() -> String {
 }
 
 const OLD_LOAD_OPTIONS_SIZE: usize = std::mem::offset_of!(SphanaLlmLoadOptions, tokenizer_path);
+/// The layout before `max_decode_batch`.
+const LOAD_OPTIONS_SIZE_2: usize = std::mem::offset_of!(SphanaLlmLoadOptions, max_decode_batch);
 
 #[test]
 fn an_older_load_options_layout_still_loads() {
+    older_load_options_layout_loads(OLD_LOAD_OPTIONS_SIZE);
+    older_load_options_layout_loads(LOAD_OPTIONS_SIZE_2);
+}
+
+fn older_load_options_layout_loads(old_size: usize) {
     // A caller's buffer sized for the earlier layout, filled by the version-safe init.
-    let mut buffer = vec![0xAAu8; OLD_LOAD_OPTIONS_SIZE + 16];
+    let mut buffer = vec![0xAAu8; old_size + 16];
     let options = buffer.as_mut_ptr().cast::<SphanaLlmLoadOptions>();
     assert_eq!(
-        unsafe { sphana_llm_load_options_init(options, OLD_LOAD_OPTIONS_SIZE) },
+        unsafe { sphana_llm_load_options_init(options, old_size) },
         SPHANA_LLM_OK
     );
     assert!(
-        buffer[OLD_LOAD_OPTIONS_SIZE..].iter().all(|&b| b == 0xAA),
+        buffer[old_size..].iter().all(|&b| b == 0xAA),
         "init wrote past the caller's struct"
     );
     assert_eq!(
         u32::from_ne_bytes(buffer[..4].try_into().unwrap()) as usize,
-        OLD_LOAD_OPTIONS_SIZE
+        old_size
     );
 
-    // Garbage after the old layout must not be read as `tokenizer_path`.
+    // Garbage after the old layout must not be read as the fields it lacks.
     let dir = CString::new(common::tokenizer_dir("llama3.2").to_str().unwrap()).unwrap();
     let mut model = null_mut();
     let status = unsafe { sphana_llm_load(dir.as_ptr(), buffer.as_ptr().cast(), &mut model) };

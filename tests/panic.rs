@@ -264,3 +264,83 @@ fn panics_become_internal_errors_and_the_process_goes_on() {
     assert_eq!(tokenize(m, HELLO), (SPHANA_LLM_OK, want_ids));
     sphana_llm_free(m.0);
 }
+
+/// A panic in the generation that runs a batched decode step (the leader) fails that step
+/// for every generation in the batch — with an error, not a hang — and the handle goes on
+/// batching correctly.
+#[test]
+fn a_panic_inside_a_batched_step_fails_the_batch_and_batching_goes_on() {
+    use sphana_llm::{Flow, GenerateParams, Model};
+    use std::sync::{Arc, Barrier};
+
+    let model = Arc::new(
+        Model::load(
+            common::model_dir("tiny-llama/fp32"),
+            &common::load_options(),
+        )
+        .unwrap(),
+    );
+    let golden = common::golden("models/tiny_llama.json");
+    let prompts: Vec<(Vec<u32>, Vec<u32>)> = golden["variants"]["fp32"]["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (common::ids(&p["prompt_ids"]), common::ids(&p["new_ids"])))
+        .collect();
+    let run_all = |arm: bool| {
+        let model = Arc::clone(&model);
+        let prompts = prompts.clone();
+        watchdog("concurrent generations", move || {
+            let barrier = Arc::new(Barrier::new(prompts.len()));
+            let threads: Vec<_> = prompts
+                .into_iter()
+                .map(|(prompt, expected)| {
+                    let model = Arc::clone(&model);
+                    let barrier = Arc::clone(&barrier);
+                    std::thread::spawn(move || {
+                        let params = GenerateParams {
+                            max_new_tokens: expected.len(),
+                            ignore_eos: true,
+                            ..Default::default()
+                        };
+                        let mut first = true;
+                        let result = model.generate_from_ids(&prompt, &params, &mut |_| {
+                            if std::mem::take(&mut first) {
+                                barrier.wait();
+                                if arm {
+                                    // The next session.run this thread performs panics.
+                                    panic_at("session_run");
+                                }
+                            }
+                            Flow::Continue
+                        });
+                        (result, expected)
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join()).collect::<Vec<_>>()
+        })
+    };
+
+    let outcomes = run_all(true);
+    let panicked = outcomes.iter().filter(|o| o.is_err()).count();
+    assert!(panicked >= 1, "no generation reached the injected panic");
+    for outcome in outcomes.into_iter().flatten() {
+        let error = outcome
+            .0
+            .expect_err("a generation in a failed batch succeeded");
+        assert!(
+            error.to_string().contains("batched decode step failed"),
+            "{error}"
+        );
+    }
+    let outcomes = run_all(false);
+    let mut batched = 0;
+    for outcome in outcomes {
+        let (result, expected) = outcome.expect("no panic armed");
+        let generation = result.expect("generation after the panic");
+        assert_eq!(generation.token_ids, expected);
+        batched += generation.stats.batched_steps;
+    }
+    assert!(batched > 0, "the handle stopped batching after the panic");
+}

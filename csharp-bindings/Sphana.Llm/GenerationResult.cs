@@ -34,6 +34,7 @@ namespace Sphana.Llm
             PrefillMs = stats.prefill_ms;
             DecodeMs = stats.decode_ms;
             SessionRunMs = stats.session_run_ms;
+            BatchedSteps = checked((int)NativeMethods.Long(stats.batched_steps));
         }
 
         /// <summary>The generated text (special tokens and the stop string left out).</summary>
@@ -59,6 +60,12 @@ namespace Sphana.Llm
 
         /// <summary>Milliseconds inside ONNX Runtime's <c>session.run</c>, prefill included.</summary>
         public double SessionRunMs { get; private set; }
+
+        /// <summary>
+        /// Decode steps that shared one <c>session.run</c> with other generations on the same model
+        /// (continuous batching, see <see cref="LlmLoadOptions.MaxDecodeBatch"/>).
+        /// </summary>
+        public int BatchedSteps { get; private set; }
 
         /// <summary>Decode speed: tokens after the first per second of <see cref="DecodeMs"/> (0 when unknown).</summary>
         public double TokensPerSecond

@@ -89,6 +89,15 @@ namespace Sphana.Llm
         /// </summary>
         public string TokenizerPath { get; set; }
 
+        /// <summary>
+        /// Most concurrent generations on this model whose decode steps share one <c>session.run</c>
+        /// (continuous batching), or null (default) for the library's 8; 1 turns batching off. Float models
+        /// give every generation the same greedy output as alone; with a dynamically quantized (INT8) model
+        /// one activation scale covers the whole batch, so results depend on the batch mates: set 1 when each
+        /// run must be reproducible on its own.
+        /// </summary>
+        public int? MaxDecodeBatch { get; set; }
+
         /// <summary>The C struct, starting from <c>sphana_llm_load_options_default()</c>. String fields are set by the caller.</summary>
         internal NativeMethods.LoadOptions ToNative()
         {
@@ -107,6 +116,10 @@ namespace Sphana.Llm
                 native.max_batch_texts = NonNegative(MaxBatchTexts.Value, "MaxBatchTexts");
             }
             native.session_count = (uint)NonNegative(SessionCount, "SessionCount");
+            if (MaxDecodeBatch.HasValue)
+            {
+                native.max_decode_batch = (uint)NonNegative(MaxDecodeBatch.Value, "MaxDecodeBatch");
+            }
             return native;
         }
 

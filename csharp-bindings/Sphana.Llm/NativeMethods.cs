@@ -63,6 +63,7 @@ namespace Sphana.Llm
             public double decode_ms;
             public double session_run_ms;
             public UIntPtr text_len;
+            public UIntPtr batched_steps;
         }
 
         /// <summary>SphanaLlmLoadOptions.</summary>
@@ -81,6 +82,7 @@ namespace Sphana.Llm
             public ulong max_batch_texts;
             public uint session_count;
             public IntPtr tokenizer_path;
+            public uint max_decode_batch;
         }
 
         /// <summary>SphanaLlmChatMessage: UTF-8 role and content with explicit lengths.</summary>

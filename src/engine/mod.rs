@@ -2,8 +2,10 @@
 //!
 //! * [`runtime`] — loading ONNX Runtime once per process;
 //! * [`layout`] — what the model's inputs and outputs are;
+//! * [`batch`] — continuous batching of the decode steps of concurrent generations;
 //! * this module — the session pool and one forward step of a sequence.
 
+pub mod batch;
 pub mod layout;
 pub mod runtime;
 
@@ -17,13 +19,14 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynTensor, DynValue, Tensor, TensorElementType};
 
+use self::batch::{Batcher, DecodeSlot};
 use self::layout::DecoderLayout;
 use self::runtime::Runtime;
 use crate::error::{Error, Result};
 use crate::model::{ExecutionProvider, LoadOptions};
 use crate::tokenizer::config::ArchitectureConfig;
 
-fn ort_error(context: &str) -> impl Fn(ort::Error) -> Error + '_ {
+pub(crate) fn ort_error(context: &str) -> impl Fn(ort::Error) -> Error + '_ {
     move |e| Error::Runtime(format!("{context}: {e}"))
 }
 
@@ -119,6 +122,22 @@ pub struct Engine {
     runtime: Runtime,
     provider: ExecutionProvider,
     session_count: usize,
+    batcher: Batcher,
+}
+
+/// One sequence's decode step, detached from its [`Sequence`] so it can join a batch.
+pub(crate) struct StepInput {
+    past: Vec<DynValue>,
+    past_len: usize,
+    id: u32,
+}
+
+/// What a decode step gives back to its sequence.
+pub(crate) struct StepOutput {
+    present: Vec<DynValue>,
+    logits: Vec<f32>,
+    run_time: Duration,
+    batch_size: usize,
 }
 
 /// The state of one sequence being generated: its KV cache (or, for models without
@@ -134,6 +153,8 @@ pub struct Sequence {
     logits: Vec<f32>,
     /// Time spent inside `session.run`.
     pub run_time: Duration,
+    /// Decode steps that ran in one batch with other generations.
+    pub batched_steps: usize,
 }
 
 impl Sequence {
@@ -186,6 +207,7 @@ impl Engine {
             runtime,
             provider,
             session_count,
+            batcher: Batcher::new(options.max_decode_batch),
         })
     }
 
@@ -275,7 +297,169 @@ impl Engine {
             all_ids: Vec::new(),
             logits: Vec::new(),
             run_time: Duration::ZERO,
+            batched_steps: 0,
         }
+    }
+
+    /// Most decode steps one `session.run` serves: `LoadOptions::max_decode_batch`, or 1
+    /// when the model's interface does not allow batching (see [`batch`]).
+    pub fn max_decode_batch(&self) -> usize {
+        if self.batching_supported() {
+            self.batcher.max_batch()
+        } else {
+            1
+        }
+    }
+
+    /// Decode steps can be batched: the model has a KV cache, an attention mask (to hide
+    /// the padding) and position ids (so each row keeps its own positions).
+    pub(crate) fn batching_supported(&self) -> bool {
+        self.batcher.max_batch() > 1
+            && self.layout.has_kv_cache()
+            && self.layout.has_attention_mask
+            && self.layout.has_position_ids
+    }
+
+    /// Joins the engine's decode batch (call after the prompt's forward pass); decode
+    /// steps then go through [`DecodeSlot::step`]. Leaves the batch when dropped.
+    pub fn decode_slot(&self) -> DecodeSlot<'_> {
+        DecodeSlot::new(self)
+    }
+
+    /// Runs one decode step for each input; with several, in one left-padded batch.
+    pub(crate) fn run_steps(&self, mut inputs: Vec<StepInput>) -> Result<Vec<StepOutput>> {
+        if inputs.len() == 1 {
+            let input = inputs.into_iter().next().expect("one input");
+            let mut sequence = self.new_sequence();
+            sequence.past = input.past;
+            sequence.past_len = input.past_len;
+            self.forward(&mut sequence, &[input.id])?;
+            return Ok(vec![StepOutput {
+                present: sequence.past,
+                logits: sequence.logits,
+                run_time: sequence.run_time,
+                batch_size: 1,
+            }]);
+        }
+        let layout = &self.layout;
+        let rows = inputs.len();
+        if inputs
+            .iter()
+            .any(|i| i.past_len == 0 || i.past.len() != layout.layers.len() * 2)
+        {
+            return Err(Error::Internal(
+                "a batched step needs every row's KV cache".into(),
+            ));
+        }
+        let max_len = inputs.iter().map(|i| i.past_len).max().unwrap_or(0);
+        let total = max_len + 1;
+        let tensor_error = ort_error("creating input tensors");
+        let mut mask = vec![0i64; rows * total];
+        for (row, input) in inputs.iter().enumerate() {
+            mask[row * total + (max_len - input.past_len)..(row + 1) * total].fill(1);
+        }
+        let mut feeds: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
+            Vec::with_capacity(4 + layout.layers.len() * 2);
+        feeds.push((
+            "input_ids".into(),
+            Tensor::from_array((
+                [rows, 1usize],
+                inputs.iter().map(|i| i64::from(i.id)).collect::<Vec<_>>(),
+            ))
+            .map_err(&tensor_error)?
+            .into(),
+        ));
+        feeds.push((
+            "attention_mask".into(),
+            Tensor::from_array(([rows, total], mask))
+                .map_err(&tensor_error)?
+                .into(),
+        ));
+        feeds.push((
+            "position_ids".into(),
+            Tensor::from_array((
+                [rows, 1usize],
+                inputs.iter().map(|i| i.past_len as i64).collect::<Vec<_>>(),
+            ))
+            .map_err(&tensor_error)?
+            .into(),
+        ));
+        if layout.has_use_cache_branch {
+            feeds.push((
+                "use_cache_branch".into(),
+                Tensor::from_array(([1usize], vec![true]))
+                    .map_err(&tensor_error)?
+                    .into(),
+            ));
+        }
+        for (k, layer) in layout.layers.iter().enumerate() {
+            for (j, name) in [&layer.past_key, &layer.past_value].into_iter().enumerate() {
+                let parts: Vec<(&DynValue, usize)> = inputs
+                    .iter()
+                    .map(|i| (&i.past[2 * k + j], i.past_len))
+                    .collect();
+                let merged = batch::merge_kv(
+                    layout.kv_dtype,
+                    &parts,
+                    layout.kv_heads,
+                    layout.head_dim,
+                    max_len,
+                )?;
+                feeds.push((name.as_str().into(), merged.into()));
+            }
+        }
+        for input in &mut inputs {
+            // The merged copies are all the run needs; free the rows' caches now.
+            input.past.clear();
+        }
+
+        let mut pooled = self.pool.acquire();
+        let session = pooled
+            .session
+            .as_mut()
+            .ok_or_else(|| Error::Internal("session pool returned no session".into()))?;
+        crate::ffi::fail_point("session_run");
+        let started = Instant::now();
+        let mut outputs = session.run(feeds).map_err(ort_error("running the model"))?;
+        let run_time = started.elapsed();
+        let logits = outputs
+            .remove("logits")
+            .ok_or_else(|| Error::Runtime("the model returned no logits".into()))?;
+        let mut presents = Vec::with_capacity(layout.layers.len() * 2);
+        for layer in &layout.layers {
+            for name in [&layer.present_key, &layer.present_value] {
+                presents.push(
+                    outputs
+                        .remove(name.as_str())
+                        .ok_or_else(|| Error::Runtime(format!("the model returned no `{name}`")))?,
+                );
+            }
+        }
+        drop(outputs);
+        drop(pooled);
+        let mut results = Vec::with_capacity(rows);
+        for (row, input) in inputs.iter().enumerate() {
+            let mut row_logits = Vec::new();
+            let vocab = batch::row_logits(&logits, row, &mut row_logits)?;
+            if let Some(expected) = layout.logits_vocab {
+                if vocab != expected {
+                    return Err(Error::Runtime(format!(
+                        "logits have width {vocab}, the graph declares {expected}"
+                    )));
+                }
+            }
+            let present = presents
+                .iter()
+                .map(|p| batch::split_kv(layout.kv_dtype, p, row, input.past_len + 1))
+                .collect::<Result<Vec<_>>>()?;
+            results.push(StepOutput {
+                present,
+                logits: row_logits,
+                run_time,
+                batch_size: rows,
+            });
+        }
+        Ok(results)
     }
 
     fn empty_past(&self) -> Result<Vec<DynValue>> {

@@ -102,6 +102,10 @@ pub struct SphanaLlmGenerateStats {
     /// `*out_text` with this length rather than `strlen`. (Added after the first release:
     /// a caller whose `struct_size` ends before this field does not get it.)
     pub text_len: usize,
+    /// Decode steps that shared one `session.run` with other generations on the same
+    /// handle (continuous batching; see `SphanaLlmLoadOptions.max_decode_batch`). (Added
+    /// after the first release.)
+    pub batched_steps: usize,
 }
 
 static CANCELLATIONS: Lazy<Registry<CancelToken>> = Lazy::new(|| Registry::new("cancellation"));
@@ -375,6 +379,7 @@ pub(crate) unsafe fn run_generation(
             decode_ms: s.decode_ms,
             session_run_ms: s.session_run_ms,
             text_len: generation.text.len(),
+            batched_steps: s.batched_steps,
         };
         let bytes = (declared as usize).min(std::mem::size_of::<SphanaLlmGenerateStats>());
         // SAFETY: the caller's struct holds `declared` bytes; we copy at most that many.
@@ -407,8 +412,9 @@ pub(crate) unsafe fn run_generation(
 /// `SPHANA_LLM_ERR_RUNTIME` (ONNX Runtime failed during a step).
 ///
 /// Thread-safe: many threads may generate on one handle at once. Each generation has its own
-/// KV cache; their `session.run` calls share the model's `session_count` sessions (default 1),
-/// so with one session concurrent generations interleave step by step.
+/// KV cache. Their decode steps are batched: one `session.run` computes the next token of up
+/// to `max_decode_batch` concurrent generations (see `SphanaLlmLoadOptions`); prompts run on
+/// the model's `session_count` sessions.
 #[no_mangle]
 pub unsafe extern "C" fn sphana_llm_generate(
     model: *const SphanaLlmModel,

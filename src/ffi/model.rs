@@ -61,13 +61,20 @@ pub struct SphanaLlmLoadOptions {
     /// Most texts one `sphana_llm_tokenize_batch` call accepts (default 65536).
     pub max_batch_texts: u64,
     /// ONNX Runtime sessions for the model (default 1). Each holds its own copy of the
-    /// weights; with N sessions, N generations can be inside `session.run` at once.
-    /// Generations beyond that interleave step by step.
+    /// weights; with N sessions, N `session.run` calls (prompts, batched decode steps) can
+    /// execute at once.
     pub session_count: u32,
     /// Tokenizer file or directory to use instead of the one in the model directory
     /// (NULL: the model directory's). Its side files (`tokenizer_config.json`, ...) are read
     /// from its own directory.
     pub tokenizer_path: *const c_char,
+    /// Most concurrent generations on this handle whose decode steps share one
+    /// `session.run` (continuous batching), default 8; 1 turns batching off. Applies to
+    /// models with a KV cache, `attention_mask` and `position_ids`. Float models give each
+    /// generation the same greedy output as alone; with a dynamically quantized (INT8) model
+    /// one activation scale covers the whole batch, so results depend on the batch mates:
+    /// set 1 when runs must be reproducible one by one. (Added after the first release.)
+    pub max_decode_batch: u32,
 }
 
 /// The default load options (`struct_size` already set), returned by value in this
@@ -88,6 +95,7 @@ pub extern "C" fn sphana_llm_load_options_default() -> SphanaLlmLoadOptions {
         max_batch_texts: DEFAULT_MAX_BATCH_TEXTS as u64,
         session_count: 1,
         tokenizer_path: std::ptr::null(),
+        max_decode_batch: crate::engine::batch::DEFAULT_MAX_DECODE_BATCH as u32,
     }
 }
 
@@ -187,8 +195,11 @@ pub(crate) unsafe fn write_versioned_struct<T: Copy>(
 }
 
 /// Sizes of earlier published `SphanaLlmLoadOptions` layouts: before `tokenizer_path`.
-pub(crate) fn load_options_older_sizes() -> [usize; 1] {
-    [std::mem::offset_of!(SphanaLlmLoadOptions, tokenizer_path)]
+pub(crate) fn load_options_older_sizes() -> [usize; 2] {
+    [
+        std::mem::offset_of!(SphanaLlmLoadOptions, tokenizer_path),
+        std::mem::offset_of!(SphanaLlmLoadOptions, max_decode_batch),
+    ]
 }
 
 /// Fills `*options` with the default load options for a struct of `struct_size` bytes
@@ -276,6 +287,7 @@ unsafe fn load_options_from_c(options: *const SphanaLlmLoadOptions) -> Result<Lo
         max_input_bytes: positive(o.max_input_bytes, "max_input_bytes")?,
         max_batch_texts: positive(o.max_batch_texts, "max_batch_texts")?,
         session_count: positive(o.session_count.into(), "session_count")?,
+        max_decode_batch: positive(o.max_decode_batch.into(), "max_decode_batch")?,
         // SAFETY: as above.
         tokenizer_path: unsafe { optional_cstr_arg(o.tokenizer_path, "tokenizer_path") }?
             .map(PathBuf::from),

@@ -70,6 +70,8 @@ pub fn generate(
         None
     };
     let prefill_done = Instant::now();
+    // Later steps share `session.run` with other generations on this engine.
+    let mut slot = engine.decode_slot();
 
     while finish.is_none() {
         if cancelled() {
@@ -94,9 +96,10 @@ pub fn generate(
         } else if context.is_some_and(|c| history.len() >= c) {
             finish = Some(FinishReason::ContextFull);
         } else {
-            engine.forward(&mut sequence, &[id])?;
+            slot.step(&mut sequence, id)?;
         }
     }
+    drop(slot);
     let finish = finish.unwrap_or(FinishReason::Length);
     if matches!(
         finish,
@@ -119,6 +122,7 @@ pub fn generate(
             prefill_ms: (prefill_done - started).as_secs_f64() * 1e3,
             decode_ms: (ended - prefill_done).as_secs_f64() * 1e3,
             session_run_ms: sequence.run_time.as_secs_f64() * 1e3,
+            batched_steps: sequence.batched_steps,
         },
     })
 }

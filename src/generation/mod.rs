@@ -140,6 +140,9 @@ pub struct GenerateStats {
     pub decode_ms: f64,
     /// Milliseconds spent inside ONNX Runtime's `session.run`, prefill included.
     pub session_run_ms: f64,
+    /// Decode steps that shared one `session.run` with other generations (continuous
+    /// batching, see `LoadOptions::max_decode_batch`).
+    pub batched_steps: usize,
 }
 
 /// The result of one generation.

@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""Concurrent generation on one handle: continuous batching vs one request alone.
+
+    python3 scripts/bench_concurrent.py [--models fp32,int8] [--requests 4] [--new-tokens 64]
+                                        [--threads N] [--rounds 3]
+
+Loads SmolLM2-135M-Instruct (float32 and INT8, the files scripts/bench_generate.py uses) through the
+C ABI (ctypes; the GIL is released during each call, so Python threads are real concurrent callers)
+three times:
+  batched     max_decode_batch 8 (the default): concurrent decode steps share one session.run
+  unbatched   max_decode_batch 1, one session: concurrent generations take turns step by step
+  sessions    max_decode_batch 1, --requests sessions: each generation runs on its own session
+and, per round (the order rotates), measures
+  alone       one greedy request on the batched handle: its decode tokens/s (stats.decode_ms)
+  concurrent  --requests greedy requests started together (different prompt lengths, so rows are
+              padded): aggregate tokens/s = all generated tokens / wall time from start to the
+              last finish (prefill included, so this understates the decode rate)
+Every side uses the same intra-op thread count (--threads, default: all cores). Greedy ids of each
+concurrent request are compared with the same request alone: float32 must be identical; with
+INT8 (DynamicQuantizeLinear: one activation scale per batch) differences are counted and reported.
+Prints a table and a JSON line (RESULT ...) with the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_LIB = os.path.join(ROOT, "target", "release", "libsphana_llm.so")
+MODELS = {
+    "fp32": os.path.join(ROOT, "assets", "models", "smollm2-135m-instruct"),
+    "int8": os.path.join(ROOT, "assets", "models", "smollm2-135m-instruct-int8"),
+}
+ORT_LIB = os.path.join(ROOT, "assets", "onnxruntime", "1.23.2", "libonnxruntime.so")
+GOLDEN = os.path.join(ROOT, "tests", "golden", "models", "smollm2.json")
+
+
+class Stats(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("finish_reason", ctypes.c_int32),
+        ("prompt_tokens", ctypes.c_size_t),
+        ("generated_tokens", ctypes.c_size_t),
+        ("prefill_ms", ctypes.c_double),
+        ("decode_ms", ctypes.c_double),
+        ("session_run_ms", ctypes.c_double),
+        ("text_len", ctypes.c_size_t),
+        ("batched_steps", ctypes.c_size_t),
+    ]
+
+
+class LoadOptions(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("tokenizer_format", ctypes.c_int32),
+        ("ort_library_path", ctypes.c_char_p),
+        ("onnx_file_name", ctypes.c_char_p),
+        ("intra_op_threads", ctypes.c_int32),
+        ("execution_provider", ctypes.c_int32),
+        ("device_id", ctypes.c_int32),
+        ("allow_cpu_fallback", ctypes.c_uint32),
+        ("max_input_bytes", ctypes.c_uint64),
+        ("max_batch_texts", ctypes.c_uint64),
+        ("session_count", ctypes.c_uint32),
+        ("tokenizer_path", ctypes.c_char_p),
+        ("max_decode_batch", ctypes.c_uint32),
+    ]
+
+
+class GenParams(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("max_new_tokens", ctypes.c_uint32),
+        ("temperature", ctypes.c_float),
+        ("top_k", ctypes.c_uint32),
+        ("top_p", ctypes.c_float),
+        ("min_p", ctypes.c_float),
+        ("repetition_penalty", ctypes.c_float),
+        ("seed", ctypes.c_uint64),
+        ("stop_strings", ctypes.POINTER(ctypes.c_char_p)),
+        ("stop_string_count", ctypes.c_size_t),
+        ("parse_special", ctypes.c_uint32),
+        ("add_special", ctypes.c_uint32),
+        ("ignore_eos", ctypes.c_uint32),
+        ("cancel", ctypes.c_void_p),
+        ("out_token_ids", ctypes.POINTER(ctypes.c_int32)),
+        ("out_token_ids_capacity", ctypes.c_size_t),
+    ]
+
+
+class Library:
+    def __init__(self, path: str):
+        lib = ctypes.CDLL(path)
+        lib.sphana_llm_last_error.restype = ctypes.c_char_p
+        lib.sphana_llm_load_options_init.argtypes = [ctypes.POINTER(LoadOptions), ctypes.c_size_t]
+        lib.sphana_llm_generate_params_init.argtypes = [ctypes.POINTER(GenParams), ctypes.c_size_t]
+        lib.sphana_llm_load.argtypes = [ctypes.c_char_p, ctypes.POINTER(LoadOptions), ctypes.POINTER(ctypes.c_void_p)]
+        lib.sphana_llm_free.argtypes = [ctypes.c_void_p]
+        lib.sphana_llm_generate_from_ids.argtypes = [
+            ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t, ctypes.POINTER(GenParams),
+            ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(Stats),
+        ]
+        self.lib = lib
+        self.ort = ORT_LIB.encode()
+
+    def check(self, rc: int, what: str) -> None:
+        if rc != 0:
+            raise RuntimeError(f"{what}: status {rc}: {self.lib.sphana_llm_last_error().decode()}")
+
+    def load(self, model: str, threads: int, max_decode_batch: int, sessions: int) -> ctypes.c_void_p:
+        options = LoadOptions()
+        self.check(self.lib.sphana_llm_load_options_init(ctypes.byref(options), ctypes.sizeof(options)), "options")
+        options.ort_library_path = self.ort
+        options.intra_op_threads = threads
+        options.max_decode_batch = max_decode_batch
+        options.session_count = sessions
+        handle = ctypes.c_void_p()
+        self.check(self.lib.sphana_llm_load(model.encode(), ctypes.byref(options), ctypes.byref(handle)), "load")
+        return handle
+
+    def generate(self, handle, prompt: list[int], n: int) -> dict:
+        params = GenParams()
+        self.check(self.lib.sphana_llm_generate_params_init(ctypes.byref(params), ctypes.sizeof(params)), "params")
+        out = (ctypes.c_int32 * n)()
+        params.max_new_tokens = n
+        params.ignore_eos = 1
+        params.out_token_ids = out
+        params.out_token_ids_capacity = n
+        stats = Stats()
+        stats.struct_size = ctypes.sizeof(Stats)
+        ids = (ctypes.c_int32 * len(prompt))(*prompt)
+        t0 = time.perf_counter()
+        rc = self.lib.sphana_llm_generate_from_ids(handle, ids, len(prompt), ctypes.byref(params), None, None, None,
+                                                   ctypes.byref(stats))
+        t1 = time.perf_counter()
+        self.check(rc, "generate")
+        assert stats.generated_tokens == n, stats.generated_tokens
+        return {
+            "ids": list(out),
+            "start": t0,
+            "end": t1,
+            "prefill_ms": stats.prefill_ms,
+            "decode_ms": stats.decode_ms,
+            "batched_steps": stats.batched_steps,
+        }
+
+
+def concurrent(lib: Library, handle, prompts: list[list[int]], n: int) -> dict:
+    results: list[dict | None] = [None] * len(prompts)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(prompts))
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = lib.generate(handle, prompts[i], n)
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    start = min(r["start"] for r in results)
+    end = max(r["end"] for r in results)
+    wall = end - start
+    return {
+        "ids": [r["ids"] for r in results],
+        "aggregate_tok_s": len(prompts) * n / wall,
+        "wall_ms": wall * 1e3,
+        "batched_steps": [r["batched_steps"] for r in results],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lib", default=DEFAULT_LIB)
+    ap.add_argument("--models", default="fp32,int8")
+    ap.add_argument("--requests", type=int, default=4)
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+
+    golden = json.load(open(GOLDEN))
+    base = golden["prompt_ids"]  # the 37-token ChatML prompt
+    # Different lengths (rows padded differently): the prompt, shortened and lengthened.
+    prompts = []
+    for i in range(args.requests):
+        cut = max(4, len(base) - 8 * i) if i % 2 else len(base)
+        prompt = base[:cut] + (base[1:1 + 11 * i] if i % 2 == 0 else [])
+        prompts.append(prompt)
+
+    lib = Library(args.lib)
+    report = {"threads": args.threads, "requests": args.requests, "new_tokens": args.new_tokens,
+              "prompt_tokens": [len(p) for p in prompts], "models": {}}
+    for name in args.models.split(","):
+        model = MODELS[name]
+        handles = {
+            "batched": lib.load(model, args.threads, 8, 1),
+            "unbatched": lib.load(model, args.threads, 1, 1),
+            "sessions": lib.load(model, args.threads, 1, args.requests),
+        }
+        # Warm-up (first runs allocate ORT's arenas).
+        for h in handles.values():
+            concurrent(lib, h, prompts, 4)
+        alone_ids = [lib.generate(handles["batched"], p, args.new_tokens)["ids"] for p in prompts]
+        rows: dict[str, list[float]] = {"alone": [], "batched": [], "unbatched": [], "sessions": []}
+        differing = {"batched": 0, "unbatched": 0, "sessions": 0}
+        batched_steps = []
+        order = ["alone", "batched", "unbatched", "sessions"]
+        for r in range(args.rounds):
+            for side in order[r % len(order):] + order[: r % len(order)]:
+                if side == "alone":
+                    res = lib.generate(handles["batched"], prompts[0], args.new_tokens)
+                    rows["alone"].append((args.new_tokens - 1) / (res["decode_ms"] / 1e3))
+                    continue
+                res = concurrent(lib, handles[side], prompts, args.new_tokens)
+                rows[side].append(res["aggregate_tok_s"])
+                differing[side] += sum(1 for a, b in zip(res["ids"], alone_ids) if a != b)
+                if side == "batched":
+                    batched_steps.append(res["batched_steps"])
+        for h in handles.values():
+            lib.lib.sphana_llm_free(h)
+        med = {k: statistics.median(v) for k, v in rows.items()}
+        report["models"][name] = {
+            "tok_s": med,
+            "ratio_vs_alone": {k: med[k] / med["alone"] for k in med},
+            "requests_differing_from_alone": differing,
+            "batched_steps_last_round": batched_steps[-1] if batched_steps else [],
+            "rounds": rows,
+        }
+        print(f"\nSmolLM2-135M {name}: {args.requests} concurrent requests x {args.new_tokens} new tokens, "
+              f"{args.threads} intra-op threads, prompts {report['prompt_tokens']} tokens, median of {args.rounds}")
+        print(f"  {'side':<34}{'tok/s':>9}{'x alone':>9}{'ids != alone':>14}")
+        labels = {
+            "alone": "1 request alone (decode)",
+            "batched": "concurrent, batched (default)",
+            "unbatched": "concurrent, max_decode_batch 1",
+            "sessions": f"concurrent, {args.requests} sessions, unbatched",
+        }
+        for k in order:
+            diff = "" if k == "alone" else f"{differing[k]}/{args.requests * args.rounds}"
+            print(f"  {labels[k]:<34}{med[k]:>9.1f}{med[k] / med['alone']:>9.2f}{diff:>14}")
+        sys.stdout.flush()
+    print("RESULT " + json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
