@@ -3,23 +3,30 @@
 //!
 //! There is no scheduler thread. A generation that submits a step while no batch is being
 //! run becomes the *leader*: it waits (at most [`GATHER_WAIT`]) until every generation in
-//! its decode phase has submitted, takes up to `max_batch` steps in arrival order, runs them
-//! as one left-padded batch (each row's KV cache right-aligned, padding masked out through
-//! `attention_mask`, its own `position_ids`), and hands every row its logits and new cache.
+//! its decode phase has submitted, takes up to `max_batch` steps in arrival order and runs
+//! them as one left-padded batch: each row's KV cache right-aligned to the longest,
+//! padding masked out through `attention_mask`, each row with its own `position_ids`.
 //! Generations join after their (solo) prefill and leave when they finish, between steps.
+//!
+//! While in the batch, a generation's KV cache belongs to the batcher. The caches of the
+//! last batch stay *resident* in the batched layout the model returned (`present` of one
+//! step is `past` of the next, with no copy) as long as the same generations keep stepping
+//! together; when the membership changes, the rows are re-laid out once (joining caches
+//! copied in, departed rows dropped, absent ones parked on their own until they return).
 //!
 //! Float models give each row the logits it would get alone up to float rounding, so greedy
 //! output matches a solo run; models quantized with `DynamicQuantizeLinear` compute one
 //! activation scale per tensor, i.e. per batch, and their results depend on the batch mates.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ort::value::{DynValue, PrimitiveTensorElementType, Tensor, TensorElementType};
 
 use super::layout::KvDtype;
-use super::{ort_error, Engine, Sequence, StepInput, StepOutput};
+use super::{ort_error, Engine, Sequence};
 use crate::error::{Error, Result};
 
 /// Longest a leader waits for the other running generations to submit their step before
@@ -29,22 +36,42 @@ pub const GATHER_WAIT: Duration = Duration::from_millis(2);
 /// Default for [`crate::LoadOptions::max_decode_batch`].
 pub const DEFAULT_MAX_DECODE_BATCH: usize = 8;
 
-type StepResult = std::result::Result<StepOutput, String>;
+/// A KV cache held by the batcher: `kv` is `[rows, heads, width, dim]` per layer (key, value),
+/// row `r` holding `lens[r]` positions right-aligned.
+struct Caches {
+    members: Vec<u64>,
+    lens: Vec<usize>,
+    width: usize,
+    kv: Vec<DynValue>,
+}
 
+/// One submitted step.
 struct Pending {
-    ticket: u64,
-    input: StepInput,
+    member: u64,
+    id: u32,
+    /// The generation's prefill cache, handed over with its first step.
+    joining: Option<Caches>,
+}
+
+/// What a step gives back to its generation.
+struct StepResult {
+    logits: Vec<f32>,
+    run_time: Duration,
+    batch_size: usize,
 }
 
 #[derive(Default)]
 struct State {
     /// Generations in their decode phase (registered through [`DecodeSlot`]).
-    active: usize,
+    active: HashSet<u64>,
     /// Submitted steps, oldest first.
     queue: Vec<Pending>,
-    /// Results waiting for their submitter.
-    done: HashMap<u64, StepResult>,
-    next_ticket: u64,
+    /// Results waiting for their submitter (`Err`: the message of a failed step).
+    done: HashMap<u64, std::result::Result<StepResult, String>>,
+    /// The caches of the last batch, in its layout (taken by the leader while it runs).
+    resident: Option<Caches>,
+    /// Caches of members that missed the last batch, one row each.
+    parked: HashMap<u64, Caches>,
     /// A batch is being gathered or run.
     leading: bool,
 }
@@ -52,6 +79,7 @@ struct State {
 /// The decode-step combiner of one engine.
 pub(crate) struct Batcher {
     max_batch: usize,
+    next_member: AtomicU64,
     state: Mutex<State>,
     changed: Condvar,
 }
@@ -60,6 +88,7 @@ impl Batcher {
     pub(crate) fn new(max_batch: usize) -> Self {
         Self {
             max_batch: max_batch.max(1),
+            next_member: AtomicU64::new(0),
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
         }
@@ -75,43 +104,64 @@ impl Batcher {
 }
 
 /// A generation's membership in its engine's batch, from the end of its prefill to its
-/// end. Dropping it leaves the batch.
+/// end. Dropping it leaves the batch (and frees the cache the batcher holds for it).
 pub struct DecodeSlot<'e> {
     engine: &'e Engine,
-    batching: bool,
+    /// `None` when the engine cannot batch: steps then run alone.
+    member: Option<u64>,
+    joined: bool,
 }
 
 impl<'e> DecodeSlot<'e> {
     pub(super) fn new(engine: &'e Engine) -> Self {
-        let batching = engine.batching_supported();
-        if batching {
-            engine.batcher.lock().active += 1;
+        let member = engine.batching_supported().then(|| {
+            let batcher = &engine.batcher;
+            let member = batcher.next_member.fetch_add(1, Ordering::Relaxed);
+            batcher.lock().active.insert(member);
+            member
+        });
+        Self {
+            engine,
+            member,
+            joined: false,
         }
-        Self { engine, batching }
     }
 
     /// Runs one decode step: `id` appended to `sequence`, batched with the steps other
-    /// generations on the same engine submit at the same time.
+    /// generations on the same engine submit at the same time. On error the sequence must
+    /// not be stepped again.
     pub fn step(&mut self, sequence: &mut Sequence, id: u32) -> Result<()> {
-        if !self.batching || sequence.past_len == 0 {
+        let Some(member) = self.member else {
             return self.engine.forward(sequence, &[id]);
-        }
-        let batcher = &self.engine.batcher;
-        let input = StepInput {
-            past: std::mem::take(&mut sequence.past),
-            past_len: sequence.past_len,
-            id,
         };
+        if sequence.past_len == 0 {
+            return Err(Error::Internal(
+                "a decode step before the prompt's forward pass".into(),
+            ));
+        }
+        let joining = if self.joined {
+            None
+        } else {
+            self.joined = true;
+            Some(Caches {
+                members: vec![member],
+                lens: vec![sequence.past_len],
+                width: sequence.past_len,
+                kv: std::mem::take(&mut sequence.past),
+            })
+        };
+        let batcher = &self.engine.batcher;
         let mut state = batcher.lock();
-        let ticket = state.next_ticket;
-        state.next_ticket += 1;
-        state.queue.push(Pending { ticket, input });
+        state.queue.push(Pending {
+            member,
+            id,
+            joining,
+        });
         batcher.changed.notify_all();
         loop {
-            if let Some(result) = state.done.remove(&ticket) {
+            if let Some(result) = state.done.remove(&member) {
                 drop(state);
                 let output = result.map_err(Error::Runtime)?;
-                sequence.past = output.present;
                 sequence.past_len += 1;
                 sequence.logits = output.logits;
                 sequence.run_time += output.run_time;
@@ -131,15 +181,22 @@ impl<'e> DecodeSlot<'e> {
             state = self.gather(state);
             let take = state.queue.len().min(batcher.max_batch);
             let batch: Vec<Pending> = state.queue.drain(..take).collect();
+            let resident = state.resident.take();
+            let mut parked = Vec::new();
+            for p in &batch {
+                if let Some(caches) = state.parked.remove(&p.member) {
+                    parked.push(caches);
+                }
+            }
+            let active = state.active.clone();
             drop(state);
             let mut leader = Leader {
                 batcher,
-                tickets: batch.iter().map(|p| p.ticket).collect(),
-                own_ticket: ticket,
-                results: None,
+                members: batch.iter().map(|p| p.member).collect(),
+                own: member,
+                outcome: None,
             };
-            let inputs = batch.into_iter().map(|p| p.input).collect();
-            leader.results = Some(self.engine.run_steps(inputs).map_err(|e| e.to_string()));
+            leader.outcome = Some(run(self.engine, batch, resident, parked, &active));
             drop(leader);
             state = batcher.lock();
         }
@@ -151,7 +208,7 @@ impl<'e> DecodeSlot<'e> {
         let batcher = &self.engine.batcher;
         let deadline = Instant::now() + GATHER_WAIT;
         loop {
-            let wanted = state.active.min(batcher.max_batch);
+            let wanted = state.active.len().min(batcher.max_batch);
             let now = Instant::now();
             if state.queue.len() >= wanted || now >= deadline {
                 return state;
@@ -167,31 +224,63 @@ impl<'e> DecodeSlot<'e> {
 
 impl Drop for DecodeSlot<'_> {
     fn drop(&mut self) {
-        if self.batching {
+        if let Some(member) = self.member {
             let batcher = &self.engine.batcher;
-            batcher.lock().active -= 1;
+            let mut state = batcher.lock();
+            state.active.remove(&member);
+            state.parked.remove(&member);
+            // A row in the resident batch is dropped at the next re-layout.
+            drop(state);
             batcher.changed.notify_all();
         }
     }
 }
 
-/// Publishes a batch's results — or, if the leader unwinds, an error for every member, so
+/// What a leader's run produced.
+struct Outcome {
+    results: std::result::Result<Vec<(u64, StepResult)>, String>,
+    /// The batch's caches after the step (`None` after a failure).
+    resident: Option<Caches>,
+    /// Caches of absent members taken out of the old resident batch.
+    parked: Vec<Caches>,
+}
+
+/// Publishes a batch's outcome — or, if the leader unwinds, an error for every member, so
 /// no follower waits forever.
 struct Leader<'b> {
     batcher: &'b Batcher,
-    tickets: Vec<u64>,
-    /// The leader's own step (no result is kept for it when it unwinds).
-    own_ticket: u64,
-    results: Option<std::result::Result<Vec<StepOutput>, String>>,
+    members: Vec<u64>,
+    /// The leader's own member id (no result is kept for it when it unwinds).
+    own: u64,
+    outcome: Option<Outcome>,
 }
 
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
         let mut state = self.batcher.lock();
-        match self.results.take() {
-            Some(Ok(outputs)) if outputs.len() == self.tickets.len() => {
-                for (&ticket, output) in self.tickets.iter().zip(outputs) {
-                    state.done.insert(ticket, Ok(output));
+        let (results, resident, parked) = match self.outcome.take() {
+            Some(o) => (Some(o.results), o.resident, o.parked),
+            None => (None, None, Vec::new()),
+        };
+        for caches in parked {
+            if let Some(&member) = caches.members.first() {
+                if state.active.contains(&member) {
+                    state.parked.insert(member, caches);
+                }
+            }
+        }
+        state.resident = resident;
+        let complete = |outputs: &Vec<(u64, StepResult)>| {
+            outputs.len() == self.members.len()
+                && self
+                    .members
+                    .iter()
+                    .all(|m| outputs.iter().any(|(o, _)| o == m))
+        };
+        match results {
+            Some(Ok(outputs)) if complete(&outputs) => {
+                for (member, output) in outputs {
+                    state.done.insert(member, Ok(output));
                 }
             }
             other => {
@@ -204,9 +293,9 @@ impl Drop for Leader<'_> {
                             .into()
                     }
                 };
-                for &ticket in &self.tickets {
-                    if !(unwinding && ticket == self.own_ticket) {
-                        state.done.insert(ticket, Err(message.clone()));
+                for &member in &self.members {
+                    if !(unwinding && member == self.own) {
+                        state.done.insert(member, Err(message.clone()));
                     }
                 }
             }
@@ -217,90 +306,218 @@ impl Drop for Leader<'_> {
     }
 }
 
-/// Copies each row's KV tensor `[1, heads, len_i, dim]` right-aligned into a zeroed
-/// `[rows, heads, max_len, dim]` tensor.
-pub(super) fn merge_kv(
-    dtype: KvDtype,
-    parts: &[(&DynValue, usize)],
-    heads: usize,
-    dim: usize,
-    max_len: usize,
-) -> Result<DynValue> {
-    match dtype {
-        KvDtype::Float32 => merge_kv_typed::<f32>(parts, heads, dim, max_len),
-        KvDtype::Float16 => merge_kv_typed::<half::f16>(parts, heads, dim, max_len),
+/// Runs `batch` (in its order) from the caches it needs: the resident batch, parked caches
+/// and the prefill caches of joining members. Keeps the resident layout when the batch is
+/// exactly its members; otherwise builds a new layout and parks resident rows of active
+/// members that are not in this batch.
+fn run(
+    engine: &Engine,
+    batch: Vec<Pending>,
+    resident: Option<Caches>,
+    parked: Vec<Caches>,
+    active: &HashSet<u64>,
+) -> Outcome {
+    let mut outcome = Outcome {
+        results: Err(String::new()),
+        resident: None,
+        parked: Vec::new(),
+    };
+    let layout = engine.layout();
+    let dtype = layout.kv_dtype;
+    // Row order: the resident order when the batch is the resident batch, else arrival.
+    let same = resident.as_ref().is_some_and(|r| {
+        r.members.len() == batch.len() && batch.iter().all(|p| r.members.contains(&p.member))
+    });
+    let mut batch = batch;
+    let caches = if same {
+        let resident = resident.expect("checked above");
+        batch.sort_by_key(|p| {
+            resident
+                .members
+                .iter()
+                .position(|&m| m == p.member)
+                .unwrap_or(usize::MAX)
+        });
+        resident
+    } else {
+        // Where each member's cache is: (source, row).
+        let mut sources: Vec<Caches> = Vec::new();
+        let had_resident = resident.is_some();
+        if let Some(resident) = resident {
+            sources.push(resident);
+        }
+        sources.extend(parked);
+        for p in &mut batch {
+            if let Some(joining) = p.joining.take() {
+                sources.push(joining);
+            }
+        }
+        let find = |member: u64| {
+            sources.iter().enumerate().find_map(|(s, c)| {
+                c.members
+                    .iter()
+                    .position(|&m| m == member)
+                    .map(|row| (s, row))
+            })
+        };
+        let mut rows = Vec::with_capacity(batch.len());
+        for p in &batch {
+            match find(p.member) {
+                Some(found) => rows.push(found),
+                None => {
+                    outcome.results = Err(format!(
+                        "internal error: the KV cache of generation {} is missing",
+                        p.member
+                    ));
+                    return outcome;
+                }
+            }
+        }
+        let lens: Vec<usize> = rows.iter().map(|&(s, r)| sources[s].lens[r]).collect();
+        let width = lens.iter().copied().max().unwrap_or(0);
+        let relaid = relayout(layout, dtype, &sources, &rows, &lens, width).map(|kv| Caches {
+            members: batch.iter().map(|p| p.member).collect(),
+            lens,
+            width,
+            kv,
+        });
+        // Resident rows of active members that are not stepping now: park them.
+        if let Some(resident) = had_resident.then(|| &sources[0]) {
+            for (row, &member) in resident.members.iter().enumerate() {
+                let stepping = batch.iter().any(|p| p.member == member);
+                if stepping || !active.contains(&member) {
+                    continue;
+                }
+                let len = resident.lens[row];
+                match relayout(layout, dtype, &sources[..1], &[(0, row)], &[len], len) {
+                    Ok(kv) => outcome.parked.push(Caches {
+                        members: vec![member],
+                        lens: vec![len],
+                        width: len,
+                        kv,
+                    }),
+                    Err(e) => {
+                        outcome.results = Err(e.to_string());
+                        return outcome;
+                    }
+                }
+            }
+        }
+        match relaid {
+            Ok(caches) => caches,
+            Err(e) => {
+                outcome.results = Err(e.to_string());
+                return outcome;
+            }
+        }
+    };
+    let ids: Vec<u32> = batch.iter().map(|p| p.id).collect();
+    let Caches {
+        members,
+        lens,
+        width,
+        kv,
+    } = caches;
+    match engine.run_batch(&ids, &lens, width, kv) {
+        Ok(output) => {
+            let rows = ids.len();
+            outcome.results = Ok(members
+                .iter()
+                .copied()
+                .zip(output.logits)
+                .map(|(member, logits)| {
+                    (
+                        member,
+                        StepResult {
+                            logits,
+                            run_time: output.run_time,
+                            batch_size: rows,
+                        },
+                    )
+                })
+                .collect());
+            outcome.resident = Some(Caches {
+                members,
+                lens: lens.iter().map(|l| l + 1).collect(),
+                width: width + 1,
+                kv: output.present,
+            });
+            outcome
+        }
+        Err(e) => {
+            outcome.results = Err(e.to_string());
+            outcome
+        }
     }
 }
 
-fn merge_kv_typed<T: PrimitiveTensorElementType + Copy + Default + std::fmt::Debug + 'static>(
-    parts: &[(&DynValue, usize)],
+/// Builds `[rows.len(), heads, width, dim]` tensors (key and value per layer) from rows of
+/// the `sources` caches: output row `i` takes row `rows[i].1` of `sources[rows[i].0]`, its
+/// last `lens[i]` positions, right-aligned; padding is zero.
+fn relayout(
+    layout: &super::layout::DecoderLayout,
+    dtype: KvDtype,
+    sources: &[Caches],
+    rows: &[(usize, usize)],
+    lens: &[usize],
+    width: usize,
+) -> Result<Vec<DynValue>> {
+    (0..layout.layers.len() * 2)
+        .map(|k| {
+            let parts: Vec<(&DynValue, usize, usize)> = rows
+                .iter()
+                .zip(lens)
+                .map(|(&(s, r), &len)| (&sources[s].kv[k], r, len))
+                .collect();
+            match dtype {
+                KvDtype::Float32 => {
+                    copy_rows::<f32>(&parts, layout.kv_heads, layout.head_dim, width)
+                }
+                KvDtype::Float16 => {
+                    copy_rows::<half::f16>(&parts, layout.kv_heads, layout.head_dim, width)
+                }
+            }
+        })
+        .collect()
+}
+
+/// Copies `(tensor, row, len)` parts — the last `len` positions of row `row` of a
+/// `[rows, heads, w, dim]` tensor — right-aligned into a zeroed `[parts, heads, width, dim]`.
+fn copy_rows<T: PrimitiveTensorElementType + Copy + Default + std::fmt::Debug + 'static>(
+    parts: &[(&DynValue, usize, usize)],
     heads: usize,
     dim: usize,
-    max_len: usize,
+    width: usize,
 ) -> Result<DynValue> {
-    let rows = parts.len();
-    let mut data = vec![T::default(); rows * heads * max_len * dim];
-    for (row, &(value, len)) in parts.iter().enumerate() {
+    let mut data = vec![T::default(); parts.len() * heads * width * dim];
+    for (out_row, &(value, row, len)) in parts.iter().enumerate() {
         let (shape, src) = value
             .try_extract_tensor::<T>()
             .map_err(ort_error("reading a KV cache"))?;
-        if shape.len() != 4 || src.len() != heads * len * dim {
-            return Err(Error::Internal(format!(
-                "KV cache of shape {shape:?} does not hold {len} positions"
+        let dims: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+        let [src_rows, src_heads, src_width, src_dim] = dims[..] else {
+            return Err(Error::Runtime(format!("a KV cache of shape {shape:?}")));
+        };
+        if row >= src_rows
+            || src_heads != heads
+            || src_dim != dim
+            || len > src_width
+            || len > width
+            || src.len() != src_rows * heads * src_width * dim
+        {
+            return Err(Error::Runtime(format!(
+                "a KV cache of shape {shape:?} does not hold row {row} of {len} positions"
             )));
         }
-        let offset = max_len - len;
         for head in 0..heads {
-            let from = &src[head * len * dim..(head + 1) * len * dim];
-            let start = ((row * heads + head) * max_len + offset) * dim;
-            data[start..start + len * dim].copy_from_slice(from);
+            let end = ((row * heads + head) * src_width + src_width) * dim;
+            let from = &src[end - len * dim..end];
+            let out_end = ((out_row * heads + head) * width + width) * dim;
+            data[out_end - len * dim..out_end].copy_from_slice(from);
         }
     }
-    Ok(Tensor::from_array(([rows, heads, max_len, dim], data))
+    Ok(Tensor::from_array(([parts.len(), heads, width, dim], data))
         .map_err(ort_error("creating a batched KV cache"))?
-        .into_dyn())
-}
-
-/// Takes row `row`'s last `len` positions out of a batched `[rows, heads, total, dim]` KV
-/// tensor as `[1, heads, len, dim]`.
-pub(super) fn split_kv(
-    dtype: KvDtype,
-    batched: &DynValue,
-    row: usize,
-    len: usize,
-) -> Result<DynValue> {
-    match dtype {
-        KvDtype::Float32 => split_kv_typed::<f32>(batched, row, len),
-        KvDtype::Float16 => split_kv_typed::<half::f16>(batched, row, len),
-    }
-}
-
-fn split_kv_typed<T: PrimitiveTensorElementType + Copy + std::fmt::Debug + 'static>(
-    batched: &DynValue,
-    row: usize,
-    len: usize,
-) -> Result<DynValue> {
-    let (shape, src) = batched
-        .try_extract_tensor::<T>()
-        .map_err(ort_error("reading a batched KV cache"))?;
-    let dims: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
-    let [rows, heads, total, dim] = dims[..] else {
-        return Err(Error::Runtime(format!(
-            "the model returned a KV cache of shape {shape:?}"
-        )));
-    };
-    if row >= rows || len > total || src.len() != rows * heads * total * dim {
-        return Err(Error::Runtime(format!(
-            "the model returned a KV cache of shape {shape:?} for row {row} of {len} positions"
-        )));
-    }
-    let mut data = Vec::with_capacity(heads * len * dim);
-    for head in 0..heads {
-        let end = ((row * heads + head) * total + total) * dim;
-        data.extend_from_slice(&src[end - len * dim..end]);
-    }
-    Ok(Tensor::from_array(([1usize, heads, len, dim], data))
-        .map_err(ort_error("creating a KV cache"))?
         .into_dyn())
 }
 

@@ -125,19 +125,14 @@ pub struct Engine {
     batcher: Batcher,
 }
 
-/// One sequence's decode step, detached from its [`Sequence`] so it can join a batch.
-pub(crate) struct StepInput {
-    past: Vec<DynValue>,
-    past_len: usize,
-    id: u32,
-}
-
-/// What a decode step gives back to its sequence.
-pub(crate) struct StepOutput {
-    present: Vec<DynValue>,
-    logits: Vec<f32>,
-    run_time: Duration,
-    batch_size: usize,
+/// What [`Engine::run_batch`] returns.
+pub(crate) struct BatchOutput {
+    /// `present` KV tensors, `[rows, kv_heads, width + 1, head_dim]`, key then value per layer.
+    pub(crate) present: Vec<DynValue>,
+    /// Each row's logits.
+    pub(crate) logits: Vec<Vec<f32>>,
+    /// Time inside `session.run`.
+    pub(crate) run_time: Duration,
 }
 
 /// The state of one sequence being generated: its KV cache (or, for models without
@@ -326,45 +321,39 @@ impl Engine {
         DecodeSlot::new(self)
     }
 
-    /// Runs one decode step for each input; with several, in one left-padded batch.
-    pub(crate) fn run_steps(&self, mut inputs: Vec<StepInput>) -> Result<Vec<StepOutput>> {
-        if inputs.len() == 1 {
-            let input = inputs.into_iter().next().expect("one input");
-            let mut sequence = self.new_sequence();
-            sequence.past = input.past;
-            sequence.past_len = input.past_len;
-            self.forward(&mut sequence, &[input.id])?;
-            return Ok(vec![StepOutput {
-                present: sequence.past,
-                logits: sequence.logits,
-                run_time: sequence.run_time,
-                batch_size: 1,
-            }]);
-        }
+    /// Runs one decode step for `rows` sequences at once: row `r` appends `ids[r]` to a
+    /// cache of `lens[r]` positions, right-aligned in `kv` (`[rows, kv_heads, width, head_dim]`
+    /// per layer, key then value; the `width - lens[r]` leading positions are padding).
+    /// Returns the `present` tensors (`width + 1` positions), the logits and the run time.
+    pub(crate) fn run_batch(
+        &self,
+        ids: &[u32],
+        lens: &[usize],
+        width: usize,
+        kv: Vec<DynValue>,
+    ) -> Result<BatchOutput> {
         let layout = &self.layout;
-        let rows = inputs.len();
-        if inputs
-            .iter()
-            .any(|i| i.past_len == 0 || i.past.len() != layout.layers.len() * 2)
+        let rows = ids.len();
+        if rows == 0
+            || lens.len() != rows
+            || lens.iter().any(|&l| l == 0 || l > width)
+            || kv.len() != layout.layers.len() * 2
         {
-            return Err(Error::Internal(
-                "a batched step needs every row's KV cache".into(),
-            ));
+            return Err(Error::Internal("malformed batched step".into()));
         }
-        let max_len = inputs.iter().map(|i| i.past_len).max().unwrap_or(0);
-        let total = max_len + 1;
+        let total = width + 1;
         let tensor_error = ort_error("creating input tensors");
         let mut mask = vec![0i64; rows * total];
-        for (row, input) in inputs.iter().enumerate() {
-            mask[row * total + (max_len - input.past_len)..(row + 1) * total].fill(1);
+        for (row, &len) in lens.iter().enumerate() {
+            mask[row * total + (width - len)..(row + 1) * total].fill(1);
         }
         let mut feeds: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
-            Vec::with_capacity(4 + layout.layers.len() * 2);
+            Vec::with_capacity(4 + kv.len());
         feeds.push((
             "input_ids".into(),
             Tensor::from_array((
                 [rows, 1usize],
-                inputs.iter().map(|i| i64::from(i.id)).collect::<Vec<_>>(),
+                ids.iter().map(|&id| i64::from(id)).collect::<Vec<_>>(),
             ))
             .map_err(&tensor_error)?
             .into(),
@@ -379,7 +368,7 @@ impl Engine {
             "position_ids".into(),
             Tensor::from_array((
                 [rows, 1usize],
-                inputs.iter().map(|i| i.past_len as i64).collect::<Vec<_>>(),
+                lens.iter().map(|&l| l as i64).collect::<Vec<_>>(),
             ))
             .map_err(&tensor_error)?
             .into(),
@@ -392,25 +381,14 @@ impl Engine {
                     .into(),
             ));
         }
-        for (k, layer) in layout.layers.iter().enumerate() {
-            for (j, name) in [&layer.past_key, &layer.past_value].into_iter().enumerate() {
-                let parts: Vec<(&DynValue, usize)> = inputs
-                    .iter()
-                    .map(|i| (&i.past[2 * k + j], i.past_len))
-                    .collect();
-                let merged = batch::merge_kv(
-                    layout.kv_dtype,
-                    &parts,
-                    layout.kv_heads,
-                    layout.head_dim,
-                    max_len,
-                )?;
-                feeds.push((name.as_str().into(), merged.into()));
+        let mut kv = kv.into_iter();
+        for layer in &layout.layers {
+            for name in [&layer.past_key, &layer.past_value] {
+                let value = kv
+                    .next()
+                    .ok_or_else(|| Error::Internal("KV cache too short".into()))?;
+                feeds.push((name.as_str().into(), value.into()));
             }
-        }
-        for input in &mut inputs {
-            // The merged copies are all the run needs; free the rows' caches now.
-            input.past.clear();
         }
 
         let mut pooled = self.pool.acquire();
@@ -422,13 +400,13 @@ impl Engine {
         let started = Instant::now();
         let mut outputs = session.run(feeds).map_err(ort_error("running the model"))?;
         let run_time = started.elapsed();
-        let logits = outputs
+        let logits_value = outputs
             .remove("logits")
             .ok_or_else(|| Error::Runtime("the model returned no logits".into()))?;
-        let mut presents = Vec::with_capacity(layout.layers.len() * 2);
+        let mut present = Vec::with_capacity(layout.layers.len() * 2);
         for layer in &layout.layers {
             for name in [&layer.present_key, &layer.present_value] {
-                presents.push(
+                present.push(
                     outputs
                         .remove(name.as_str())
                         .ok_or_else(|| Error::Runtime(format!("the model returned no `{name}`")))?,
@@ -437,10 +415,10 @@ impl Engine {
         }
         drop(outputs);
         drop(pooled);
-        let mut results = Vec::with_capacity(rows);
-        for (row, input) in inputs.iter().enumerate() {
+        let mut logits = Vec::with_capacity(rows);
+        for row in 0..rows {
             let mut row_logits = Vec::new();
-            let vocab = batch::row_logits(&logits, row, &mut row_logits)?;
+            let vocab = batch::row_logits(&logits_value, row, &mut row_logits)?;
             if let Some(expected) = layout.logits_vocab {
                 if vocab != expected {
                     return Err(Error::Runtime(format!(
@@ -448,18 +426,13 @@ impl Engine {
                     )));
                 }
             }
-            let present = presents
-                .iter()
-                .map(|p| batch::split_kv(layout.kv_dtype, p, row, input.past_len + 1))
-                .collect::<Result<Vec<_>>>()?;
-            results.push(StepOutput {
-                present,
-                logits: row_logits,
-                run_time,
-                batch_size: rows,
-            });
+            logits.push(row_logits);
         }
-        Ok(results)
+        Ok(BatchOutput {
+            present,
+            logits,
+            run_time,
+        })
     }
 
     fn empty_past(&self) -> Result<Vec<DynValue>> {
