@@ -25,6 +25,7 @@ namespace Sphana.Llm.Tests
             Add(tests, "exception_in_stream_consumer_stops_the_native_call", ExceptionInStreamConsumer);
             Add(tests, "exception_in_text_callback_propagates", ExceptionInCallback);
             Add(tests, "eight_threads_share_one_model", EightThreads);
+            Add(tests, "concurrent_generations_are_batched_and_equal_the_golden", ConcurrentBatched);
         }
 
         private static void Add(List<KeyValuePair<string, Action>> tests, string name, Action test)
@@ -388,6 +389,82 @@ namespace Sphana.Llm.Tests
             if (errors.Count > 0)
             {
                 throw new AggregateException(errors.Count + " of 8 threads failed", errors);
+            }
+        }
+    
+        /// <summary>Runs the tiny model's golden prompts (and the first again) on four threads at once.</summary>
+        private static int RunConcurrently(LlmModel model, string what)
+        {
+            List<object> prompts = TinyPrompts("fp32");
+            prompts.Add(prompts[0]);
+            var results = new GenerationResult[prompts.Count];
+            var errors = new List<Exception>();
+            var threads = new List<Thread>();
+            using (var barrier = new Barrier(prompts.Count))
+            {
+                for (int t = 0; t < prompts.Count; t++)
+                {
+                    int index = t;
+                    var thread = new Thread(() =>
+                    {
+                        try
+                        {
+                            int[] expected = J.Ints(prompts[index], "new_ids");
+                            bool first = true;
+                            GenerationOptions options = Greedy(expected.Length, true);
+                            var pieces = new List<string>();
+                            results[index] = model.Complete(J.Ints(prompts[index], "prompt_ids"), options, piece =>
+                            {
+                                if (first)
+                                {
+                                    // Every generation is in its decode phase before any goes on.
+                                    barrier.SignalAndWait(30000);
+                                    first = false;
+                                }
+                                pieces.Add(piece);
+                            });
+                            Check.Ids(expected, results[index].TokenIds.ToList(), what + ": ids of request " + index);
+                            Check.Equal(model.Decode(expected), string.Concat(pieces), what + ": streamed text of request " + index);
+                        }
+                        catch (Exception e)
+                        {
+                            lock (errors)
+                            {
+                                errors.Add(e);
+                            }
+                        }
+                    });
+                    thread.Start();
+                    threads.Add(thread);
+                }
+                foreach (Thread thread in threads)
+                {
+                    Check.True(thread.Join(90000), "thread finished");
+                }
+            }
+            if (errors.Count > 0)
+            {
+                throw new AggregateException(errors.Count + " threads failed", errors);
+            }
+            return results.Sum(r => r.BatchedSteps);
+        }
+
+        private static void ConcurrentBatched()
+        {
+            // The generations run together (a barrier after each one's first piece); their ids and text must be
+            // the golden's (ONNX Runtime's Python API, each prompt alone), and their steps must have been batched.
+            int batched = 0;
+            for (int round = 0; round < 3 && batched == 0; round++)
+            {
+                batched += RunConcurrently(Fixtures.Tiny, "default options");
+            }
+            Check.True(batched > 0, "concurrent generations shared decode steps (BatchedSteps)");
+            using (LlmModel unbatched = LlmModel.Load(Paths.Model("tiny-llama/fp32"),
+                new LlmLoadOptions { OrtLibraryPath = Paths.OrtLibrary, MaxDecodeBatch = 1 }))
+            {
+                Check.Equal(0, RunConcurrently(unbatched, "MaxDecodeBatch 1"), "no batched steps with MaxDecodeBatch 1");
+                GenerationResult alone = unbatched.Complete(J.Ints(TinyPrompts("fp32")[0], "prompt_ids"), Greedy(4, true));
+                Check.Equal(0, alone.BatchedSteps, "no batching with MaxDecodeBatch 1");
             }
         }
     }

@@ -106,7 +106,7 @@ namespace Sphana.Llm.Tests
             Check.Equal((int)generateDefaults.struct_size, Marshal.SizeOf(typeof(NativeMethods.GenerateParams)), "sizeof(SphanaLlmGenerateParams)");
             NativeMethods.LoadOptions loadDefaults = NativeMethods.sphana_llm_load_options_default();
             Check.Equal((int)loadDefaults.struct_size, Marshal.SizeOf(typeof(NativeMethods.LoadOptions)), "sizeof(SphanaLlmLoadOptions)");
-            Check.Equal(56, Marshal.SizeOf(typeof(NativeMethods.GenerateStats)), "sizeof(SphanaLlmGenerateStats)");
+            Check.Equal(64, Marshal.SizeOf(typeof(NativeMethods.GenerateStats)), "sizeof(SphanaLlmGenerateStats)");
             Check.Equal(2 * IntPtr.Size, Marshal.SizeOf(typeof(NativeMethods.TokenSpan)), "sizeof(SphanaLlmTokenSpan)");
             Check.Equal(4 * IntPtr.Size, Marshal.SizeOf(typeof(NativeMethods.ChatMessage)), "sizeof(SphanaLlmChatMessage)");
 
