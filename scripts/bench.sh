@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Side-by-side benchmarks of sphana-llm (see BENCHMARKS.md): builds the release library, then
-#   scripts/bench_tokenize.py   tokenization vs HF tokenizers and tiktoken
-#   scripts/bench_generate.py   generation vs onnxruntime-genai and a Python ORT KV loop
-# and prints everything. About 7 minutes on a 2-core VM with the defaults.
+#   scripts/bench_tokenize.py    tokenization vs HF tokenizers and tiktoken
+#   scripts/bench_generate.py    generation vs onnxruntime-genai and a Python ORT KV loop
+#   scripts/bench_concurrent.py  4 concurrent generations on one handle (continuous batching) vs one alone
+#   scripts/bench_memory.py      read bandwidth, bytes read per second, peak RSS vs the Python ORT loop
+#   scripts/bench_csharp.sh      the C# wrapper's per-call cost on a short message (Mono, CoreCLR), when
+#                                csharp-bindings/test.sh has set up mcs and CoreCLR
+# and prints everything. About 9 minutes on a 2-core VM with the defaults.
 #
 #   scripts/bench.sh                          defaults (3 generation rounds, 32 new tokens)
 #   GEN_ARGS="--rounds 5 --new-tokens 64" scripts/bench.sh     longer generation runs
@@ -63,5 +67,19 @@ python3 scripts/bench_tokenize.py --json "$out/tokenize.json" ${TOK_ARGS:-}
 step "generation (scripts/bench_generate.py ${GEN_ARGS:-})"
 # shellcheck disable=SC2086
 python3 scripts/bench_generate.py --json "$out/generate.json" ${GEN_ARGS:-}
+
+step "concurrency (scripts/bench_concurrent.py ${CONC_ARGS:-})"
+# shellcheck disable=SC2086
+python3 scripts/bench_concurrent.py ${CONC_ARGS:-} | tee "$out/concurrent.txt"
+
+step "memory (scripts/bench_memory.py)"
+python3 scripts/bench_memory.py | tee "$out/memory.txt"
+
+if command -v mcs >/dev/null && [ -x assets/dotnet/dotnetcore2/bin/dotnet ]; then
+  step "C# per-call cost (scripts/bench_csharp.sh)"
+  SKIP_BUILD=1 bash scripts/bench_csharp.sh | tee "$out/csharp.txt"
+else
+  step "C# per-call cost skipped: run csharp-bindings/test.sh once to set up mcs and CoreCLR"
+fi
 
 echo "load avg at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
