@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of sphana-llm: sets up what is missing (scripts/setup.sh), checks the
 # committed goldens against the Python references, then formatting, clippy, the Rust
-# tests (ONNX Runtime 1.23.2), the generation tests again on ONNX Runtime 1.32.0, the panic
+# tests (ONNX Runtime 1.23.2), the generation and batching tests again on ONNX Runtime 1.32.0, the panic
 # test, the leak check (valgrind) and a short run of every fuzz target, and the C# wrapper's
 # tests on Mono and CoreCLR.
 set -euo pipefail
@@ -23,8 +23,8 @@ cargo clippy --all-targets --locked -- -D warnings
 step "cargo test (ONNX Runtime 1.23.2)"
 ORT_DYLIB_PATH="$root/assets/onnxruntime/1.23.2/libonnxruntime.so" cargo test --locked
 
-step "generation tests again on ONNX Runtime 1.32.0"
-ORT_DYLIB_PATH="$root/assets/onnxruntime/1.32.0/libonnxruntime.so" cargo test --locked --test generation
+step "generation and batching tests again on ONNX Runtime 1.32.0"
+ORT_DYLIB_PATH="$root/assets/onnxruntime/1.32.0/libonnxruntime.so" cargo test --locked --test generation --test batching
 
 step "panic test: an injected panic in an entry point is SPHANA_LLM_ERR_INTERNAL (feature test-hooks)"
 ORT_DYLIB_PATH="$root/assets/onnxruntime/1.23.2/libonnxruntime.so" cargo test --locked --features test-hooks --test panic

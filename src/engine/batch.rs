@@ -373,14 +373,6 @@ fn run(
                 }
             }
         }
-        let lens: Vec<usize> = rows.iter().map(|&(s, r)| sources[s].lens[r]).collect();
-        let width = lens.iter().copied().max().unwrap_or(0);
-        let relaid = relayout(layout, dtype, &sources, &rows, &lens, width).map(|kv| Caches {
-            members: batch.iter().map(|p| p.member).collect(),
-            lens,
-            width,
-            kv,
-        });
         // Resident rows of active members that are not stepping now: park them.
         if let Some(resident) = had_resident.then(|| &sources[0]) {
             for (row, &member) in resident.members.iter().enumerate() {
@@ -403,12 +395,26 @@ fn run(
                 }
             }
         }
-        match relaid {
-            Ok(caches) => caches,
-            Err(e) => {
-                outcome.results = Err(e.to_string());
-                return outcome;
+        let lens: Vec<usize> = rows.iter().map(|&(s, r)| sources[s].lens[r]).collect();
+        let width = lens.iter().copied().max().unwrap_or(0);
+        match rows[..] {
+            // One generation whose cache is already a single row (a lone generation's
+            // first step): use it as it is.
+            [(s, 0)] if sources[s].members.len() == 1 && sources[s].width == width => {
+                sources.swap_remove(s)
             }
+            _ => match relayout(layout, dtype, &sources, &rows, &lens, width) {
+                Ok(kv) => Caches {
+                    members: batch.iter().map(|p| p.member).collect(),
+                    lens,
+                    width,
+                    kv,
+                },
+                Err(e) => {
+                    outcome.results = Err(e.to_string());
+                    return outcome;
+                }
+            },
         }
     };
     let ids: Vec<u32> = batch.iter().map(|p| p.id).collect();
