@@ -541,8 +541,9 @@ fn generation_from_many_threads_equals_single_threaded() {
         .unwrap_or_else(|_| panic!("no result within {watchdog:?}: deadlock?"));
     runner.join().unwrap();
     let ops = shared.ops.load(Ordering::Relaxed);
+    let batched = micro::BATCHED_STEPS.load(Ordering::Relaxed);
     println!(
-        "{ops} operations on {THREADS} threads; {} cancelled mid-way; {} calls found the victim freed",
+        "{ops} operations on {THREADS} threads; {} cancelled mid-way; {} calls found the victim freed; {batched} decode steps batched with other generations",
         shared.cancelled_early.load(Ordering::Relaxed),
         shared.victim_gone.load(Ordering::Relaxed)
     );
@@ -551,6 +552,9 @@ fn generation_from_many_threads_equals_single_threaded() {
         "{failed} worker threads failed (see their panics above)"
     );
     assert_eq!(ops, THREADS * ops_per_thread);
+    // Generations on the shared handles batch their decode steps (continuous batching is the
+    // default), so the exact-equality checks above covered batched generation too.
+    assert!(batched > 0, "no decode step ran batched");
     sphana_llm_free(shared.victim.load(Ordering::Relaxed) as *mut SphanaLlmModel);
     sphana_llm_free(micro_h.0);
     sphana_llm_free(short.0);

@@ -157,6 +157,10 @@ unsafe extern "C" fn collect(text: *const c_char, len: usize, user: *mut std::ff
     i32::from(state.chunks.len() >= state.stop_after)
 }
 
+/// Decode steps that ran batched with other generations, over every `generate` of this
+/// process (`SphanaLlmGenerateStats.batched_steps`).
+pub static BATCHED_STEPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Generates with `params` (NULL when `None`), collecting the text, ids (up to 512),
 /// stats and callback chunks (`stop_after`: the callback asks to stop after that many).
 pub fn generate(
@@ -245,6 +249,9 @@ pub fn generate(
         0
     };
     ids.truncate(n);
+    if status == SPHANA_LLM_OK {
+        BATCHED_STEPS.fetch_add(stats.batched_steps, std::sync::atomic::Ordering::Relaxed);
+    }
     Generated {
         status,
         text,
