@@ -13,8 +13,18 @@ namespace Sphana.Llm.Tests
 {
     internal static class Program
     {
-        /// <summary>A test running longer than this is reported and the process ends (a hang must not stall CI).</summary>
-        private const int TestTimeoutSeconds = 120;
+        /// <summary>
+        /// A test running longer than this is reported and the process ends (a hang must not stall CI): 120 s, or
+        /// the SPHANA_LLM_CS_TIMEOUT environment variable (seconds) for long recorded runs.
+        /// </summary>
+        private static readonly int TestTimeoutSeconds = EnvInt("SPHANA_LLM_CS_TIMEOUT", 120);
+
+        /// <summary>An integer environment variable, or <paramref name="fallback"/> when it is not set.</summary>
+        internal static int EnvInt(string name, int fallback)
+        {
+            string value = Environment.GetEnvironmentVariable(name);
+            return string.IsNullOrEmpty(value) ? fallback : int.Parse(value);
+        }
 
         private static string s_running;
         private static long s_runningSince;

@@ -82,6 +82,12 @@ impl HfTokenizer {
             })?;
         let tokenizer = parsed
             .map_err(|e| Error::invalid_model(path, format!("not a valid tokenizer.json: {e}")))?;
+        if let Some(processor) = tokenizer.get_post_processor() {
+            let value = serde_json::to_value(processor).map_err(|e| {
+                Error::invalid_model(path, format!("unreadable post_processor: {e}"))
+            })?;
+            check_post_processor(&value).map_err(|why| Error::invalid_model(path, why))?;
+        }
         Ok(Self::from_tokenizer(
             tokenizer,
             fast_bpe::for_tokenizer_json(bytes),
@@ -224,6 +230,43 @@ impl HfTokenizer {
     }
 }
 
+/// Rejects a `TemplateProcessing` post-processor whose templates name a special token its
+/// `special_tokens` map does not define: `tokenizers` accepts such a file and then panics
+/// (indexing the map) on the first encode with special tokens added (fuzz regression
+/// `load_files/tokenizer-json-template-names-undefined-special-token`).
+fn check_post_processor(value: &serde_json::Value) -> std::result::Result<(), String> {
+    match value.get("type").and_then(|t| t.as_str()) {
+        Some("TemplateProcessing") => {
+            let defined = value.get("special_tokens").and_then(|m| m.as_object());
+            for template in ["single", "pair"] {
+                let pieces = value.get(template).and_then(|t| t.as_array());
+                for piece in pieces.into_iter().flatten() {
+                    let Some(id) = piece
+                        .get("SpecialToken")
+                        .and_then(|t| t.get("id"))
+                        .and_then(|id| id.as_str())
+                    else {
+                        continue;
+                    };
+                    if !defined.is_some_and(|m| m.contains_key(id)) {
+                        return Err(format!(
+                            "the post_processor's {template} template names the special token {id:?}, which its special_tokens map does not define"
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        }
+        Some("Sequence") => value
+            .get("processors")
+            .and_then(|p| p.as_array())
+            .into_iter()
+            .flatten()
+            .try_for_each(check_post_processor),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,5 +281,26 @@ mod tests {
         assert_eq!(tokenizer.vocab_size(), 8);
         assert_eq!(tokenizer.token_to_id("c"), Some(7));
         assert_eq!(tokenizer.id_to_token(3), None);
+    }
+
+    #[test]
+    fn template_naming_an_undefined_special_token_is_rejected_at_load() {
+        let json = |key: &str| {
+            format!(
+                r#"{{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],
+                "normalizer":null,"pre_tokenizer":null,"decoder":null,
+                "post_processor":{{"type":"TemplateProcessing",
+                  "single":[{{"SpecialToken":{{"id":"<s>","type_id":0}}}},{{"Sequence":{{"id":"A","type_id":0}}}}],
+                  "pair":[{{"Sequence":{{"id":"A","type_id":0}}}},{{"Sequence":{{"id":"B","type_id":1}}}}],
+                  "special_tokens":{{"{key}":{{"id":"<s>","ids":[0],"tokens":["<s>"]}}}}}},
+                "model":{{"type":"WordLevel","vocab":{{"<s>":0,"a":1}},"unk_token":"a"}}}}"#
+            )
+        };
+        let good = HfTokenizer::from_bytes(json("<s>").as_bytes(), Path::new("t.json")).unwrap();
+        assert_eq!(good.encode("a", true, false, false).unwrap().ids, vec![0, 1]);
+        let err = HfTokenizer::from_bytes(json("<x>").as_bytes(), Path::new("t.json"))
+            .err()
+            .expect("an undefined special token is rejected");
+        assert!(err.to_string().contains("does not define"), "{err}");
     }
 }
