@@ -297,7 +297,10 @@ mod tests {
             )
         };
         let good = HfTokenizer::from_bytes(json("<s>").as_bytes(), Path::new("t.json")).unwrap();
-        assert_eq!(good.encode("a", true, false, false).unwrap().ids, vec![0, 1]);
+        assert_eq!(
+            good.encode("a", true, false, false).unwrap().ids,
+            vec![0, 1]
+        );
         let err = HfTokenizer::from_bytes(json("<x>").as_bytes(), Path::new("t.json"))
             .err()
             .expect("an undefined special token is rejected");
