@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use ort::memory::Allocator;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
-use ort::value::{DynTensor, DynValue, Tensor, TensorElementType};
+use ort::value::{DynTensor, DynValue, Tensor};
 
 use self::batch::{Batcher, DecodeSlot};
 use self::layout::DecoderLayout;
@@ -381,51 +381,12 @@ impl Engine {
                     .into(),
             ));
         }
-        let mut kv = kv.into_iter();
-        for layer in &layout.layers {
-            for name in [&layer.past_key, &layer.past_value] {
-                let value = kv
-                    .next()
-                    .ok_or_else(|| Error::Internal("KV cache too short".into()))?;
-                feeds.push((name.as_str().into(), value.into()));
-            }
-        }
-
-        let mut pooled = self.pool.acquire();
-        let session = pooled
-            .session
-            .as_mut()
-            .ok_or_else(|| Error::Internal("session pool returned no session".into()))?;
-        crate::ffi::fail_point("session_run");
-        let started = Instant::now();
-        let mut outputs = session.run(feeds).map_err(ort_error("running the model"))?;
-        let run_time = started.elapsed();
-        let logits_value = outputs
-            .remove("logits")
-            .ok_or_else(|| Error::Runtime("the model returned no logits".into()))?;
-        let mut present = Vec::with_capacity(layout.layers.len() * 2);
-        for layer in &layout.layers {
-            for name in [&layer.present_key, &layer.present_value] {
-                present.push(
-                    outputs
-                        .remove(name.as_str())
-                        .ok_or_else(|| Error::Runtime(format!("the model returned no `{name}`")))?,
-                );
-            }
-        }
-        drop(outputs);
-        drop(pooled);
+        self.push_past(&mut feeds, kv)?;
+        let (logits_value, present, run_time) = self.run_session(feeds)?;
         let mut logits = Vec::with_capacity(rows);
         for row in 0..rows {
             let mut row_logits = Vec::new();
-            let vocab = batch::row_logits(&logits_value, row, &mut row_logits)?;
-            if let Some(expected) = layout.logits_vocab {
-                if vocab != expected {
-                    return Err(Error::Runtime(format!(
-                        "logits have width {vocab}, the graph declares {expected}"
-                    )));
-                }
-            }
+            self.read_logits(&logits_value, row, &mut row_logits)?;
             logits.push(row_logits);
         }
         Ok(BatchOutput {
@@ -512,22 +473,47 @@ impl Engine {
             } else {
                 std::mem::take(&mut sequence.past)
             };
-            if past.len() != layout.layers.len() * 2 {
-                return Err(Error::Internal(
-                    "KV cache does not match the model's layers".into(),
-                ));
-            }
-            let mut past = past.into_iter();
-            for layer in &layout.layers {
-                for name in [&layer.past_key, &layer.past_value] {
-                    let value = past
-                        .next()
-                        .ok_or_else(|| Error::Internal("KV cache too short".into()))?;
-                    inputs.push((name.as_str().into(), value.into()));
-                }
-            }
+            self.push_past(&mut inputs, past)?;
         }
 
+        let (logits, present, run_time) = self.run_session(inputs)?;
+        sequence.run_time += run_time;
+        // Batch of one: row 0's last position.
+        self.read_logits(&logits, 0, &mut sequence.logits)?;
+        if cached {
+            sequence.past = present;
+        }
+        sequence.past_len = total;
+        Ok(())
+    }
+
+    /// Appends the `past_key_values.*` feeds (key, value per layer) from `kv`.
+    fn push_past<'a>(
+        &self,
+        feeds: &mut Vec<(Cow<'a, str>, SessionInputValue<'a>)>,
+        kv: Vec<DynValue>,
+    ) -> Result<()> {
+        let layers = &self.layout.layers;
+        if kv.len() != layers.len() * 2 {
+            return Err(Error::Internal(
+                "KV cache does not match the model's layers".into(),
+            ));
+        }
+        let names = layers
+            .iter()
+            .flat_map(|layer| [&layer.past_key, &layer.past_value]);
+        for (name, value) in names.zip(kv) {
+            feeds.push((name.clone().into(), value.into()));
+        }
+        Ok(())
+    }
+
+    /// Runs `feeds` on a pooled session: the logits, the `present.*` tensors (key, value per
+    /// layer; none for a model without a KV cache) and the time inside `session.run`.
+    fn run_session(
+        &self,
+        feeds: Vec<(Cow<'_, str>, SessionInputValue<'_>)>,
+    ) -> Result<(DynValue, Vec<DynValue>, Duration)> {
         let mut pooled = self.pool.acquire();
         let session = pooled
             .session
@@ -535,75 +521,35 @@ impl Engine {
             .ok_or_else(|| Error::Internal("session pool returned no session".into()))?;
         crate::ffi::fail_point("session_run");
         let started = Instant::now();
-        let mut outputs = session
-            .run(inputs)
-            .map_err(ort_error("running the model"))?;
-        sequence.run_time += started.elapsed();
-
+        let mut outputs = session.run(feeds).map_err(ort_error("running the model"))?;
+        let run_time = started.elapsed();
         let logits = outputs
             .remove("logits")
             .ok_or_else(|| Error::Runtime("the model returned no logits".into()))?;
-        let vocab = copy_last_logits(&logits, &mut sequence.logits)?;
-        if let Some(expected) = layout.logits_vocab {
-            if vocab != expected {
-                return Err(Error::Runtime(format!(
-                    "logits have width {vocab}, the graph declares {expected}"
-                )));
-            }
+        let layers = &self.layout.layers;
+        let mut present = Vec::with_capacity(layers.len() * 2);
+        for name in layers
+            .iter()
+            .flat_map(|layer| [&layer.present_key, &layer.present_value])
+        {
+            present.push(
+                outputs
+                    .remove(name.as_str())
+                    .ok_or_else(|| Error::Runtime(format!("the model returned no `{name}`")))?,
+            );
         }
-        if cached {
-            let mut present = Vec::with_capacity(layout.layers.len() * 2);
-            for layer in &layout.layers {
-                for name in [&layer.present_key, &layer.present_value] {
-                    present.push(outputs.remove(name.as_str()).ok_or_else(|| {
-                        Error::Runtime(format!("the model returned no `{name}`"))
-                    })?);
-                }
-            }
-            sequence.past = present;
-        }
-        drop(outputs);
-        drop(pooled);
-        sequence.past_len = total;
-        Ok(())
+        Ok((logits, present, run_time))
     }
-}
 
-/// Copies the last position's logits (float32 or float16) into `out`; returns the width.
-fn copy_last_logits(logits: &DynValue, out: &mut Vec<f32>) -> Result<usize> {
-    let fail = ort_error("reading logits");
-    let shape_error = || Error::Runtime("logits are not [batch, sequence, vocab]".into());
-    match logits.dtype() {
-        ort::value::ValueType::Tensor {
-            ty: TensorElementType::Float32,
-            ..
-        } => {
-            let (shape, data) = logits.try_extract_tensor::<f32>().map_err(fail)?;
-            let vocab = usize::try_from(*shape.last().ok_or_else(shape_error)?)
-                .map_err(|_| shape_error())?;
-            let last = data
-                .get(data.len().checked_sub(vocab).ok_or_else(shape_error)?..)
-                .ok_or_else(shape_error)?;
-            out.clear();
-            out.extend_from_slice(last);
-            Ok(vocab)
+    /// Row `row`'s last-position logits as float32 into `out`, checked against the width the
+    /// graph declares.
+    fn read_logits(&self, logits: &DynValue, row: usize, out: &mut Vec<f32>) -> Result<()> {
+        let vocab = batch::row_logits(logits, row, out)?;
+        match self.layout.logits_vocab {
+            Some(expected) if vocab != expected => Err(Error::Runtime(format!(
+                "logits have width {vocab}, the graph declares {expected}"
+            ))),
+            _ => Ok(()),
         }
-        ort::value::ValueType::Tensor {
-            ty: TensorElementType::Float16,
-            ..
-        } => {
-            let (shape, data) = logits.try_extract_tensor::<half::f16>().map_err(fail)?;
-            let vocab = usize::try_from(*shape.last().ok_or_else(shape_error)?)
-                .map_err(|_| shape_error())?;
-            let last = data
-                .get(data.len().checked_sub(vocab).ok_or_else(shape_error)?..)
-                .ok_or_else(shape_error)?;
-            out.clear();
-            out.extend(last.iter().map(|v| v.to_f32()));
-            Ok(vocab)
-        }
-        other => Err(Error::Runtime(format!(
-            "logits have unsupported type {other:?}"
-        ))),
     }
 }
