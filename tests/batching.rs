@@ -48,7 +48,7 @@ fn run_concurrently(model: &Arc<Model>, requests: &[Request], what: &str) -> Vec
             })
         })
         .collect();
-    threads
+    let batched: Vec<usize> = threads
         .into_iter()
         .zip(requests)
         .enumerate()
@@ -65,23 +65,10 @@ fn run_concurrently(model: &Arc<Model>, requests: &[Request], what: &str) -> Vec
             );
             result.stats.batched_steps
         })
-        .inspect(|_| {})
-        .collect::<Vec<_>>()
-        .into_iter()
-        .collect::<Vec<_>>()
-        .tap_print(what)
-}
-
-trait TapPrint {
-    fn tap_print(self, what: &str) -> Self;
-}
-
-impl TapPrint for Vec<usize> {
-    /// Prints the batched-step counts (visible with `--nocapture`).
-    fn tap_print(self, what: &str) -> Self {
-        eprintln!("{what}: batched steps per request {self:?}");
-        self
-    }
+        .collect();
+    // Visible with `--nocapture`.
+    eprintln!("{what}: batched steps per request {batched:?}");
+    batched
 }
 
 fn tiny_requests(variant: &str) -> Vec<Request> {
