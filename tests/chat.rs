@@ -133,7 +133,7 @@ fn chat_without_template_is_unsupported() {
 
 #[test]
 fn smollm2_chat_generation_answers_paris() {
-    let golden = common::golden("models/smollm2.json");
+    let golden = common::model_reference("smollm2");
     let model = Model::load(
         common::model_dir("smollm2-135m-instruct"),
         &common::load_options(),

@@ -199,7 +199,7 @@ impl Fixture {
             unsafe { sphana_llm_vocab_size(micro.0, &mut micro_vocab) },
             SPHANA_LLM_OK
         );
-        let golden = common::golden("models/tiny_llama.json");
+        let golden = common::model_reference("tiny_llama");
         let short_prompt: Vec<i32> =
             common::ids(&golden["variants"]["short-context"]["prompts"][1]["prompt_ids"])
                 .into_iter()

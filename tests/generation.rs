@@ -26,7 +26,7 @@ fn greedy(max_new_tokens: usize, ignore_eos: bool) -> GenerateParams {
 }
 
 fn golden_prompts(variant: &str) -> Vec<serde_json::Value> {
-    common::golden("models/tiny_llama.json")["variants"][variant]["prompts"]
+    common::model_reference("tiny_llama")["variants"][variant]["prompts"]
         .as_array()
         .expect("prompts")
         .clone()
@@ -219,7 +219,7 @@ fn cuda_without_fallback_is_a_load_error_and_with_fallback_runs_on_cpu() {
 
 fn smollm2(dir: &str) -> (Model, serde_json::Value) {
     let model = Model::load(common::model_dir(dir), &common::load_options()).unwrap();
-    (model, common::golden("models/smollm2.json"))
+    (model, common::model_reference("smollm2"))
 }
 
 fn check_smollm2(dir: &str, key: &str) {

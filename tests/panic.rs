@@ -280,7 +280,7 @@ fn a_panic_inside_a_batched_step_fails_the_batch_and_batching_goes_on() {
         )
         .unwrap(),
     );
-    let golden = common::golden("models/tiny_llama.json");
+    let golden = common::model_reference("tiny_llama");
     let prompts: Vec<(Vec<u32>, Vec<u32>)> = golden["variants"]["fp32"]["prompts"]
         .as_array()
         .unwrap()

@@ -492,7 +492,7 @@ fn generation_from_many_threads_equals_single_threaded() {
     let short = load(&common::model_dir("tiny-llama/short-context"), |o| {
         o.intra_op_threads = 1
     });
-    let golden = common::golden("models/tiny_llama.json");
+    let golden = common::model_reference("tiny_llama");
     let short_prompt: Vec<i32> =
         common::ids(&golden["variants"]["short-context"]["prompts"][1]["prompt_ids"])
             .into_iter()

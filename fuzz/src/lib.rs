@@ -1,22 +1,39 @@
-//! Shared helpers of the fuzz targets: where the assets are, loading handles once per
-//! process, and the checks every C call must pass (a documented status, a message on failure).
+//! The fuzz targets (`targets`) and their shared helpers: where the assets are, loading
+//! handles once per process, and the checks every C call must pass (a documented status, a
+//! message on failure).
 //!
 //! Every target drives the C ABI (`sphana_llm::ffi`), exactly as a C host would. A panic
-//! anywhere — including one the library would catch and turn into `SPHANA_LLM_ERR_INTERNAL`,
-//! because libfuzzer-sys aborts on every panic — is reported as a crash.
+//! anywhere — including one the library would catch and turn into `SPHANA_LLM_ERR_INTERNAL`
+//! — is a finding: under libFuzzer it aborts (a crash), under the replay test
+//! (tests/fuzz_replay.rs, which compiles this file as a module) it is counted by
+//! [`take_foreign_panics`] and fails that input.
 
 use std::ffi::{c_char, CStr, CString};
 use std::path::{Path, PathBuf};
 use std::ptr::{null, null_mut};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-pub use libfuzzer_sys::arbitrary::{self, Unstructured};
+pub use arbitrary::{self, Unstructured};
 pub use sphana_llm::ffi::*;
+
+pub mod targets;
+
+/// The repository root: this file is compiled by the fuzz crate (manifest `fuzz/`) and by the
+/// main crate's replay test (manifest at the root).
+pub fn repo_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if manifest.join("fuzz_targets").is_dir() {
+        manifest.parent().expect("fuzz/ has a parent").to_path_buf()
+    } else {
+        manifest.to_path_buf()
+    }
+}
 
 /// The repository's `assets/` (or `SPHANA_LLM_ASSETS`).
 pub fn assets() -> PathBuf {
     std::env::var_os("SPHANA_LLM_ASSETS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets"))
+        .unwrap_or_else(|| repo_root().join("assets"))
 }
 
 /// What `fuzz/make_seeds.py` wrote: the micro model and the small base files
@@ -24,7 +41,7 @@ pub fn assets() -> PathBuf {
 pub fn work() -> PathBuf {
     let dir = std::env::var_os("SPHANA_FUZZ_WORK")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("work"));
+        .unwrap_or_else(|| repo_root().join("fuzz/work"));
     assert!(
         dir.join("micro/model.onnx").is_file(),
         "{} is not prepared: run scripts/fuzz.sh (it runs fuzz/make_seeds.py)",
@@ -265,20 +282,56 @@ pub fn some_bytes<'a>(u: &mut Unstructured<'a>, max: usize) -> arbitrary::Result
     u.bytes(n)
 }
 
-/// Replaces libfuzzer-sys's panic hook (abort on every panic) with one that lets through
-/// panics raised inside the given source files — third-party code the library wraps in
-/// `catch_unwind` on purpose — and aborts on every other. Call at the start of each input.
-pub fn tolerate_panics_in(files: &'static [&'static str]) {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(move |info| {
+static REPLAY: AtomicBool = AtomicBool::new(false);
+static FOREIGN_PANICS: AtomicUsize = AtomicUsize::new(0);
+static TOLERATED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+static HOOK: std::sync::Once = std::sync::Once::new();
+
+fn install_hook() {
+    HOOK.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
             let file = info.location().map(|l| l.file()).unwrap_or("");
-            if files.iter().any(|f| file.contains(f)) {
+            let tolerated = TOLERATED
+                .lock()
+                .map(|t| t.iter().any(|f| file.contains(f)))
+                .unwrap_or(false);
+            if tolerated {
                 return;
             }
             eprintln!("{info}");
-            eprintln!("{}", std::backtrace::Backtrace::force_capture());
-            std::process::abort();
+            if REPLAY.load(Ordering::SeqCst) {
+                FOREIGN_PANICS.fetch_add(1, Ordering::SeqCst);
+            } else {
+                eprintln!("{}", std::backtrace::Backtrace::force_capture());
+                std::process::abort();
+            }
         }));
     });
+}
+
+/// Replaces libfuzzer-sys's panic hook (abort on every panic) with one that lets through
+/// panics raised inside the given source files — third-party code the library wraps in
+/// `catch_unwind` on purpose — and aborts on every other (in replay mode: counts it). Call
+/// at the start of each input. The list is process-wide.
+pub fn tolerate_panics_in(files: &'static [&'static str]) {
+    if let Ok(mut list) = TOLERATED.lock() {
+        for f in files {
+            if !list.contains(f) {
+                list.push(f);
+            }
+        }
+    }
+    install_hook();
+}
+
+/// Replay mode (tests/fuzz_replay.rs): a panic outside the tolerated files is counted instead
+/// of aborting the process, so the replay can name the input and go on.
+pub fn enter_replay_mode() {
+    REPLAY.store(true, Ordering::SeqCst);
+    install_hook();
+}
+
+/// How many panics outside the tolerated files happened since the last call (replay mode).
+pub fn take_foreign_panics() -> usize {
+    FOREIGN_PANICS.swap(0, Ordering::SeqCst)
 }

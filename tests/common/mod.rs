@@ -33,6 +33,96 @@ pub fn golden(relative: &str) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// A model reference for this machine, checked against its committed golden.
+///
+/// `scripts/make_tiny_models.py` and `scripts/convert_smollm2.py` write the whole ONNX Runtime
+/// Python reference (logits, margins, float16 and INT8 ids: what the CPU's kernels change) to
+/// `assets/reference/models/<name>.json` on the machine that runs the tests, and commit only its
+/// machine-independent part as `tests/golden/models/<name>.json` (`scripts/model_golden.py`).
+/// This returns the reference after checking that it was made on this CPU and that every value
+/// of the committed golden is in it unchanged.
+pub fn model_reference(name: &str) -> serde_json::Value {
+    let path = assets_dir().join(format!("reference/models/{name}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run `python3 scripts/make_tiny_models.py` and `python3 scripts/convert_smollm2.py` (or `scripts/setup.sh`)",
+            path.display()
+        )
+    });
+    let reference: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let made_on = reference["machine"]["cpu"]["fingerprint"].as_str();
+    assert_eq!(
+        made_on,
+        Some(cpu_fingerprint().as_str()),
+        "{} was made on another CPU ({}); run scripts/setup.sh to remake it here",
+        path.display(),
+        reference["machine"]["cpu"]["model_name"]
+    );
+    let committed = golden(&format!("models/{name}.json"));
+    let mut problems = Vec::new();
+    for (key, value) in committed.as_object().expect("golden object") {
+        if key != "produced_on" && key != "committed_part" {
+            subset_problems(value, &reference[key], &format!("/{key}"), &mut problems);
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "tests/golden/models/{name}.json disagrees with this machine's reference {}: {problems:?}",
+        path.display()
+    );
+    reference
+}
+
+/// Where `part` is not contained in `whole`: objects key by key, arrays element by element.
+fn subset_problems(
+    part: &serde_json::Value,
+    whole: &serde_json::Value,
+    at: &str,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    match (part, whole) {
+        (Value::Object(p), Value::Object(w)) => {
+            for (k, v) in p {
+                match w.get(k) {
+                    Some(wv) => subset_problems(v, wv, &format!("{at}/{k}"), out),
+                    None => out.push(format!("{at}/{k}: missing from the reference")),
+                }
+            }
+        }
+        (Value::Array(p), Value::Array(w)) if p.len() == w.len() => {
+            for (i, (a, b)) in p.iter().zip(w).enumerate() {
+                subset_problems(a, b, &format!("{at}[{i}]"), out);
+            }
+        }
+        _ if part == whole => {}
+        _ => out.push(format!("{at}: committed {part} != reference {whole}")),
+    }
+}
+
+/// The CPU's fingerprint as `scripts/model_golden.py` computes it: the first 16 hex digits of
+/// sha256("<model name>\n<flags sorted, space-separated>") from `/proc/cpuinfo`.
+pub fn cpu_fingerprint() -> String {
+    use sha2::{Digest, Sha256};
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == name).then(|| value.trim().to_owned())
+        })
+    };
+    let model = field("model name").unwrap_or_else(|| "unknown".to_owned());
+    let mut flags: Vec<String> = field("flags")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    flags.sort();
+    let digest = Sha256::digest(format!("{model}\n{}", flags.join(" ")).as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
 /// The named inputs shared by all tokenizer goldens.
 pub fn inputs() -> Vec<(String, String)> {
     golden("tokenizers/inputs.json")["inputs"]
