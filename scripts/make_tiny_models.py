@@ -463,14 +463,9 @@ def main():
     golden["batch"] = batch_entry
     print("batch (left padded) == solo for", batch_entry["variants_checked"], flush=True)
 
-    t_golden = time.time()
-    stamp = hashlib.sha256(Path(__file__).read_bytes() + Path(ol.__file__).read_bytes() + Path(model_golden.__file__).read_bytes()).hexdigest()
-    model_golden.publish("tiny_llama", golden, machine_independent(golden), stamp, args.write_golden, WHAT_IS_COMMITTED)
-    (OUT / "STAMP").write_text(stamp + "\n")
-    print(f"build {t_built - t_start:.1f}s (per variant {timings}), goldens + checks {t_golden - t_built:.1f}s", flush=True)
-
-    # ---- tokenizer files (checked last, so the models/goldens can be developed without them)
+    # ---- tokenizer files (a missing one is reported last, so the models/goldens can be developed without them)
     tok = TOKENIZER_DIR / "tokenizer.json"
+    missing_tokenizer = None
     if tok.exists():
         # The tiny models are base models: Llama 3.2's tokenizer.json, and a tokenizer_config.json
         # of their own with BOS/EOS but no chat template (tests rely on a model without one).
@@ -480,8 +475,16 @@ def main():
             (OUT / name / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
         print("copied the Llama 3.2 tokenizer.json into each variant dir")
     elif not args.skip_tokenizer_check:
-        sys.exit(f"error: {tok.relative_to(ROOT)} is missing; run scripts/fetch_tokenizers.py first, then re-run this script "
-                 "(or pass --skip-tokenizer-check). Models and goldens were written.")
+        missing_tokenizer = (f"error: {tok.relative_to(ROOT)} is missing; run scripts/fetch_tokenizers.py first, then re-run "
+                             "this script (or pass --skip-tokenizer-check). Models and references were written.")
+
+    t_golden = time.time()
+    stamp = hashlib.sha256(Path(__file__).read_bytes() + Path(ol.__file__).read_bytes() + Path(model_golden.__file__).read_bytes()).hexdigest()
+    model_golden.publish("tiny_llama", golden, machine_independent(golden), stamp, args.write_golden, WHAT_IS_COMMITTED)
+    (OUT / "STAMP").write_text(stamp + "\n")
+    print(f"build {t_built - t_start:.1f}s (per variant {timings}), goldens + checks {t_golden - t_built:.1f}s", flush=True)
+    if missing_tokenizer:
+        sys.exit(missing_tokenizer)
 
 
 if __name__ == "__main__":

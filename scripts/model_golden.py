@@ -113,7 +113,7 @@ def is_subset(part, whole, where="") -> list[str]:
             if k in META_KEYS and not where:
                 continue
             if k not in whole:
-                out.append(f"{where}/{k}: missing from the reference")
+                out.append(f"{where}/{k}: missing from the reference")  # wording matched in publish()
             else:
                 out.extend(is_subset(v, whole[k], f"{where}/{k}"))
         return out
@@ -124,7 +124,7 @@ def is_subset(part, whole, where="") -> list[str]:
         for i, (a, b) in enumerate(zip(part, whole)):
             out.extend(is_subset(a, b, f"{where}[{i}]"))
         return out
-    return [] if part == whole else [f"{where}: committed {json.dumps(part)[:200]} != now {json.dumps(whole)[:200]}"]
+    return [] if part == whole else [f"{where}: {json.dumps(part)[:200]} (committed) != {json.dumps(whole)[:200]} (computed now)"]
 
 
 def publish(name: str, reference: dict, committed: dict, stamp: str, write_golden: bool, what: str) -> None:
@@ -157,8 +157,9 @@ def publish(name: str, reference: dict, committed: dict, stamp: str, write_golde
     if existing != committed:
         print(f"error: {gpath.relative_to(ROOT)} disagrees with what ONNX Runtime computes now on "
               f"{reference['machine']['cpu']['model_name']}:", file=sys.stderr)
-        problems = [f"{p} (in the committed file)" for p in is_subset(existing, committed)]
-        problems += [f"{p} (computed now)" for p in is_subset(committed, existing)]
+        problems = is_subset(existing, committed)  # values that differ, keys gone now
+        problems += [p.replace("missing from the reference", "computed now, not in the committed file")
+                     for p in is_subset(committed, existing) if p.endswith("missing from the reference")]
         for p in problems[:40]:
             print(f"  {p}", file=sys.stderr)
         sys.exit(1)

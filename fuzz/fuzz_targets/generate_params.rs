@@ -2,4 +2,6 @@
 //! (shared with the replay test, tests/fuzz_replay.rs).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| sphana_llm_fuzz::targets::generate_params::fuzz_one(data));
+libfuzzer_sys::fuzz_target!(
+    |data: &[u8]| sphana_llm_fuzz::targets::generate_params::fuzz_one(data)
+);
