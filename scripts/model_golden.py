@@ -134,9 +134,11 @@ def publish(name: str, reference: dict, committed: dict, stamp: str, write_golde
     for the reader of the committed file, what it holds and what it leaves to the reference. Exits with
     status 1 and the differing paths when the committed file disagrees with what was computed now.
     """
+    # Compare as JSON values (tuples become lists, as they do in the files).
+    reference = json.loads(json.dumps(reference, ensure_ascii=False))
+    committed = json.loads(json.dumps(committed, ensure_ascii=False))
     problems = is_subset(committed, reference)
     assert not problems, f"{name}: the committed part is not a subset of the reference: {problems[:5]}"
-    reference = dict(reference)
     reference["machine"] = dict(machine(), stamp=stamp)
     path = reference_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
