@@ -150,6 +150,47 @@
 #define SPHANA_LLM_PROVIDER_CUDA 1
 
 /**
+ * Most ids `SphanaLlmLoadOptions.eos_token_ids` may hold.
+ */
+#define SPHANA_LLM_MAX_EOS_IDS 4096
+
+/**
+ * The EOS set came from the `eos_token_ids` load option.
+ */
+#define SPHANA_LLM_EOS_SOURCE_LOAD_OPTION 1
+
+/**
+ * The EOS set came from a `generation_config.json` (`eos_token_id`).
+ */
+#define SPHANA_LLM_EOS_SOURCE_GENERATION_CONFIG 2
+
+/**
+ * The EOS set came from a `config.json` (`eos_token_id`).
+ */
+#define SPHANA_LLM_EOS_SOURCE_CONFIG 3
+
+/**
+ * The EOS set came from `tokenizer_config.json` (`eos_token`).
+ */
+#define SPHANA_LLM_EOS_SOURCE_TOKENIZER_CONFIG 4
+
+/**
+ * The EOS set is the tokenizer file's own end piece (SentencePiece `</s>`).
+ */
+#define SPHANA_LLM_EOS_SOURCE_TOKENIZER_FILE 5
+
+/**
+ * No file names an EOS: the set was derived from the vocabulary's special end-of-turn /
+ * end-of-text tokens.
+ */
+#define SPHANA_LLM_EOS_SOURCE_VOCABULARY 6
+
+/**
+ * No EOS: nothing names one and the vocabulary has none of the known end tokens.
+ */
+#define SPHANA_LLM_EOS_SOURCE_NONE 0
+
+/**
  * Tokenize flag: add BOS/EOS etc. as the tokenizer's configuration says
  * (the `tokenizer.json` post-processor, or `add_bos_token`/`add_eos_token`).
  */
@@ -408,6 +449,24 @@ typedef struct SphanaLlmLoadOptions {
    * set 1 when runs must be reproducible one by one. (Added after the first release.)
    */
   uint32_t max_decode_batch;
+  /**
+   * The ids that end a generation, overriding every file: `eos_token_count` ids at
+   * `eos_token_ids`, each in the vocabulary (the array is copied; it need not outlive the
+   * call). NULL (default): the set comes from the files, else from the vocabulary — see
+   * `sphana_llm_eos_source`. Non-NULL with a count of 0: no EOS at all. (Added after the
+   * second release.)
+   */
+  const int32_t *eos_token_ids;
+  /**
+   * Number of ids at `eos_token_ids` (at most 4096); ignored when it is NULL.
+   */
+  uint64_t eos_token_count;
+  /**
+   * The context length in tokens (prompt + generated), overriding `config.json`'s
+   * `max_position_embeddings`; 0 (default): `config.json`'s, or unknown when there is none
+   * (then only `max_new_tokens` limits a generation).
+   */
+  uint64_t context_length;
 } SphanaLlmLoadOptions;
 
 /**
@@ -604,10 +663,19 @@ int32_t sphana_llm_generate_from_ids(const struct SphanaLlmModel *model,
                                      struct SphanaLlmGenerateStats *out_stats);
 
 /**
- * Writes the model's context length (config.json `max_position_embeddings`; 0 when
- * unknown) to `*out_length`. `SPHANA_LLM_ERR_UNSUPPORTED` for a tokenizer-only model.
+ * Writes the model's context length (the `context_length` load option, else config.json
+ * `max_position_embeddings`; 0 when unknown: then only `max_new_tokens` limits a
+ * generation) to `*out_length`. `SPHANA_LLM_ERR_UNSUPPORTED` for a tokenizer-only model.
  */
 int32_t sphana_llm_context_length(const struct SphanaLlmModel *model, size_t *out_length);
+
+/**
+ * Writes how many concurrent generations on this handle share one decode step to
+ * `*out_batch`: the `max_decode_batch` load option, or 1 for a model that cannot be batched
+ * (no KV cache, `attention_mask` or `position_ids`). Generations beyond it take turns.
+ * `SPHANA_LLM_ERR_UNSUPPORTED` for a tokenizer-only model. Thread-safe.
+ */
+int32_t sphana_llm_max_decode_batch(const struct SphanaLlmModel *model, size_t *out_batch);
 
 /**
  * The default load options (`struct_size` already set), returned by value in this
@@ -675,6 +743,22 @@ int32_t sphana_llm_tokenizer_format(const struct SphanaLlmModel *model, int32_t 
 int32_t sphana_llm_execution_provider(const struct SphanaLlmModel *model, int32_t *out_provider);
 
 /**
+ * Writes where the EOS set (`sphana_llm_eos_ids`) came from to `*out_source`: one of
+ * `SPHANA_LLM_EOS_SOURCE_*`. When `path_buf` is non-NULL it also receives the file's path
+ * (NUL-terminated UTF-8; "" for the load option, the vocabulary or none) and `*out_len` its
+ * length without the NUL; a `capacity` too small returns `SPHANA_LLM_ERR_BUFFER_TOO_SMALL`
+ * with `*out_len` (and `*out_source`) set. `path_buf` NULL with capacity 0: only the source,
+ * and the path's length in `*out_len` when `out_len` is non-NULL. Thread-safe; errors:
+ * `SPHANA_LLM_ERR_INVALID_ARGUMENT` (NULL `out_source`, forged handle, `path_buf` without
+ * `out_len`, NULL `path_buf` with a capacity).
+ */
+int32_t sphana_llm_eos_source(const struct SphanaLlmModel *model,
+                              int32_t *out_source,
+                              char *path_buf,
+                              size_t capacity,
+                              size_t *out_len);
+
+/**
  * Writes the beginning-of-sequence id to `*out_id`, or -1 when the tokenizer has none.
  */
 int32_t sphana_llm_bos_id(const struct SphanaLlmModel *model, int32_t *out_id);
@@ -682,9 +766,15 @@ int32_t sphana_llm_bos_id(const struct SphanaLlmModel *model, int32_t *out_id);
 /**
  * Copies the end-of-sequence ids (generation stops on any of them) into `out_ids`.
  *
- * The set comes from `generation_config.json`, else `config.json`, else
- * `tokenizer_config.json`'s eos_token, else the tokenizer itself (e.g. Llama 3.2 Instruct:
- * 128001, 128008, 128009). It may be empty. `*out_count` receives the number of ids; with
+ * The set comes from, the first that names one: the `eos_token_ids` load option; the model
+ * directory's `generation_config.json`, then its `config.json` (these win over a tokenizer
+ * given with `tokenizer_path`); the tokenizer directory's `generation_config.json`,
+ * `config.json`, `tokenizer_config.json` `eos_token`; the tokenizer file's own end piece
+ * (SentencePiece `</s>`); else the vocabulary's special end-of-turn / end-of-text tokens
+ * (Llama 3 `<|end_of_text|>` `<|eom_id|>` `<|eot_id|>`, ChatML `<|im_end|>` `<|endoftext|>`,
+ * Gemma `<end_of_turn>` `<eos>`, `</s>`, Phi `<|end|>`, ...). `sphana_llm_eos_source` says
+ * which. E.g. Llama 3.2 Instruct: 128001, 128008, 128009. It may be empty. `*out_count`
+ * receives the number of ids; with
  * `capacity` too small the call returns `SPHANA_LLM_ERR_BUFFER_TOO_SMALL` and writes only
  * `*out_count` (pass NULL and 0 to ask for the count).
  */

@@ -6,6 +6,8 @@
 #   scripts/bench_memory.py      read bandwidth, bytes read per second, peak RSS vs the Python ORT loop
 #   scripts/bench_csharp.sh      the C# wrapper's per-call cost on a short message (Mono, CoreCLR), when
 #                                csharp-bindings/test.sh has set up mcs and CoreCLR
+#   scripts/bench_dropin.sh      the Sphana drop-in on Sphana's two-file folder, 4 requests at once vs one
+#                                at a time (Mono, CoreCLR), likewise
 # and prints everything. About 9 minutes on a 2-core VM with the defaults.
 #
 #   scripts/bench.sh                          defaults (3 generation rounds, 32 new tokens)
@@ -78,6 +80,8 @@ python3 scripts/bench_memory.py | tee "$out/memory.txt"
 if command -v mcs >/dev/null && [ -x assets/dotnet/dotnetcore2/bin/dotnet ]; then
   step "C# per-call cost (scripts/bench_csharp.sh)"
   SKIP_BUILD=1 bash scripts/bench_csharp.sh | tee "$out/csharp.txt"
+  step "C# drop-in, 4 concurrent requests (scripts/bench_dropin.sh)"
+  SKIP_BUILD=1 bash scripts/bench_dropin.sh | tee "$out/dropin.txt"
 else
   step "C# per-call cost skipped: run csharp-bindings/test.sh once to set up mcs and CoreCLR"
 fi

@@ -43,7 +43,7 @@ ORT_DYLIB_PATH="$root/assets/onnxruntime/1.32.0/libonnxruntime.so" cargo test --
 step "panic test: an injected panic in an entry point is SPHANA_LLM_ERR_INTERNAL (feature test-hooks)"
 ORT_DYLIB_PATH="$root/assets/onnxruntime/1.23.2/libonnxruntime.so" cargo test --locked --features test-hooks --test panic
 
-step "leak check from C: valgrind memcheck (60 cycles) and heap/RSS over 300 cycles"
+step "leak check from C: valgrind memcheck (30 cycles) and heap/RSS over 300 cycles"
 ORT_DYLIB_PATH="$root/assets/onnxruntime/1.23.2/libonnxruntime.so" bash scripts/leak_check.sh --ci
 
 step "C# wrapper tests (Mono and CoreCLR)"

@@ -15,6 +15,7 @@ pub use chat::{ChatMessage, ChatOptions};
 pub use error::{Error, Result, Status};
 pub use generation::{CancelToken, FinishReason, Flow, GenerateParams, GenerateStats, Generation};
 pub use model::{ExecutionProvider, LoadOptions, Model};
+pub use tokenizer::eos::EosSource;
 pub use tokenizer::{EncodeOptions, Encoding, Tokenizer, TokenizerFormat};
 
 /// The crate version, as in `Cargo.toml`.

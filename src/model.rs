@@ -8,6 +8,7 @@ use crate::engine::{find_onnx_file, Engine};
 use crate::error::{Error, Result};
 use crate::generation::{generate, Flow, GenerateParams, Generation};
 use crate::tokenizer::config::ModelConfig;
+use crate::tokenizer::eos::EosSource;
 use crate::tokenizer::{EncodeOptions, Encoding, Tokenizer, TokenizerFormat};
 
 /// Where the model runs.
@@ -53,6 +54,15 @@ pub struct LoadOptions {
     pub max_input_bytes: usize,
     /// Most texts one batch-tokenize call accepts.
     pub max_batch_texts: usize,
+    /// The ids that end a generation, overriding every file (`None`: from the files, else
+    /// derived from the vocabulary; see [`crate::tokenizer::eos`]). `Some(vec![])` means no
+    /// EOS at all: generations run to `max_new_tokens`, a stop string or the context length.
+    pub eos_token_ids: Option<Vec<u32>>,
+    /// The model's context length in tokens (prompt + generated), overriding `config.json`'s
+    /// `max_position_embeddings`. `None` with no `config.json`: the length is unknown, and
+    /// generation is limited only by `max_new_tokens` (a model run past the length it was
+    /// trained for gives meaningless text, or fails inside ONNX Runtime).
+    pub context_length: Option<usize>,
 }
 
 /// Default for [`LoadOptions::max_input_bytes`]: 256 MiB.
@@ -75,6 +85,8 @@ impl Default for LoadOptions {
             max_decode_batch: crate::engine::batch::DEFAULT_MAX_DECODE_BATCH,
             max_input_bytes: DEFAULT_MAX_INPUT_BYTES,
             max_batch_texts: DEFAULT_MAX_BATCH_TEXTS,
+            eos_token_ids: None,
+            context_length: None,
         }
     }
 }
@@ -98,19 +110,36 @@ impl Model {
     pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<Self> {
         let path = path.as_ref();
         let tokenizer_source = options.tokenizer_path.as_deref().unwrap_or(path);
-        let tokenizer = Tokenizer::from_path(tokenizer_source, options.tokenizer_format)?;
-        let engine = if path.is_dir() {
-            match find_onnx_file(path, options.onnx_file_name.as_deref())? {
-                Some(file) => {
-                    let config = ModelConfig::read(path)?;
-                    let engine = Engine::load(&file, options, config.architecture.as_ref())?;
-                    check_vocabularies(&tokenizer, &engine, &file)?;
-                    Some(engine)
-                }
-                None => None,
-            }
+        let mut tokenizer = Tokenizer::from_path(tokenizer_source, options.tokenizer_format)?;
+        let onnx_file = if path.is_dir() {
+            find_onnx_file(path, options.onnx_file_name.as_deref())?
         } else {
             None
+        };
+        // The model directory's configuration: for the engine, and (when the tokenizer comes
+        // from elsewhere) for the EOS set, which is the model's, not the tokenizer's.
+        let model_config =
+            if onnx_file.is_some() || (path.is_dir() && options.tokenizer_path.is_some()) {
+                Some(ModelConfig::read(path)?)
+            } else {
+                None
+            };
+        if let Some(ids) = &options.eos_token_ids {
+            tokenizer.set_eos(ids.clone(), EosSource::LoadOption)?;
+        } else if options.tokenizer_path.is_some() {
+            if let Some((ids, source)) = model_config.as_ref().and_then(|c| c.eos_token_ids.clone())
+            {
+                tokenizer.set_eos(ids, source)?;
+            }
+        }
+        let engine = match &onnx_file {
+            Some(file) => {
+                let architecture = model_config.as_ref().and_then(|c| c.architecture.as_ref());
+                let engine = Engine::load(file, options, architecture)?;
+                check_vocabularies(&tokenizer, &engine, file)?;
+                Some(engine)
+            }
+            None => None,
         };
         let tokenizer = Arc::new(tokenizer);
         let chat = tokenizer
@@ -144,8 +173,8 @@ impl Model {
             Some(Ok(formatter)) => Ok(formatter),
             Some(Err(reason)) => Err(Error::invalid_model(self.tokenizer.source(), reason.clone())),
             None => Err(Error::Unsupported(format!(
-                "{} has no chat template (tokenizer_config.json `chat_template` or chat_template.jinja); use plain generation",
-                self.path.display()
+                "the tokenizer {} has no chat template (tokenizer_config.json `chat_template` or chat_template.jinja next to it); use plain generation",
+                self.tokenizer.source().display()
             ))),
         }
     }

@@ -1381,6 +1381,177 @@ fn cases(fx: &Fixture) -> Vec<Case<'_>> {
             move || load_case(&micro::micro_dir(), |o| o.session_count = 0),
         ),
         case(
+            "load: eos_token_ids holding a negative id",
+            SPHANA_LLM_ERR_INVALID_ARGUMENT,
+            &["eos_token_ids", "-3"],
+            move || {
+                let ids = [2i32, -3];
+                load_case(&micro::micro_dir(), |o| {
+                    o.eos_token_ids = ids.as_ptr();
+                    o.eos_token_count = 2;
+                })
+            },
+        ),
+        case(
+            "load: eos_token_ids outside the vocabulary",
+            SPHANA_LLM_ERR_INVALID_ARGUMENT,
+            &["EOS id 400", "vocabulary of 400"],
+            move || {
+                let ids = [400i32];
+                load_case(&micro::micro_dir(), |o| {
+                    o.eos_token_ids = ids.as_ptr();
+                    o.eos_token_count = 1;
+                })
+            },
+        ),
+        case(
+            "load: eos_token_count too large",
+            SPHANA_LLM_ERR_INVALID_ARGUMENT,
+            &["eos_token_count", "4096"],
+            move || {
+                let ids = [1i32];
+                load_case(&micro::micro_dir(), |o| {
+                    o.eos_token_ids = ids.as_ptr();
+                    o.eos_token_count = u64::MAX;
+                })
+            },
+        ),
+        case(
+            "load: eos_token_ids set: the set and its source",
+            SPHANA_LLM_OK,
+            &[],
+            move || {
+                let ids = [3i32, 1];
+                let h = match try_load(&micro::micro_dir(), |o| {
+                    o.eos_token_ids = ids.as_ptr();
+                    o.eos_token_count = 2;
+                    o.context_length = 20;
+                }) {
+                    Ok(h) => h,
+                    Err((status, _)) => return status.into(),
+                };
+                let mut got = [0i32; 4];
+                let mut n = 0usize;
+                let s1 = unsafe { sphana_llm_eos_ids(h.0, got.as_mut_ptr(), 4, &mut n) };
+                let mut source = -1;
+                let s2 =
+                    unsafe { sphana_llm_eos_source(h.0, &mut source, null_mut(), 0, null_mut()) };
+                let mut context = 0usize;
+                let s3 = unsafe { sphana_llm_context_length(h.0, &mut context) };
+                sphana_llm_free(h.0);
+                Outcome::from(s1 | s2 | s3)
+                    .check(got[..n] == [3, 1], || format!("eos {:?}", &got[..n]))
+                    .check(source == SPHANA_LLM_EOS_SOURCE_LOAD_OPTION, || {
+                        format!("source {source}")
+                    })
+                    .check(context == 20, || format!("context {context}"))
+            },
+        ),
+        case(
+            "eos_source: NULL out_source",
+            SPHANA_LLM_ERR_INVALID_ARGUMENT,
+            &["out_source"],
+            move || {
+                unsafe { sphana_llm_eos_source(fx.micro.0, null_mut(), null_mut(), 0, null_mut()) }
+                    .into()
+            },
+        ),
+        case(
+            "eos_source: NULL path_buf with a capacity",
+            SPHANA_LLM_ERR_INVALID_ARGUMENT,
+            &["path_buf", "NULL"],
+            move || {
+                let mut source = -7;
+                let mut n = 0usize;
+                Outcome::from(unsafe {
+                    sphana_llm_eos_source(fx.micro.0, &mut source, null_mut(), 8, &mut n)
+                })
+                .check(source == -7, || format!("out_source written: {source}"))
+            },
+        ),
+        case(
+            "eos_source: path_buf without out_len",
+            SPHANA_LLM_ERR_INVALID_ARGUMENT,
+            &["out_len"],
+            move || {
+                let mut source = -7;
+                let mut buf = [0 as std::ffi::c_char; 8];
+                unsafe {
+                    sphana_llm_eos_source(fx.micro.0, &mut source, buf.as_mut_ptr(), 8, null_mut())
+                }
+                .into()
+            },
+        ),
+        case(
+            "eos_source: forged handle",
+            SPHANA_LLM_ERR_INVALID_ARGUMENT,
+            &["not live"],
+            move || {
+                let mut source = -7;
+                unsafe {
+                    sphana_llm_eos_source(
+                        0x1234usize as *const SphanaLlmModel,
+                        &mut source,
+                        null_mut(),
+                        0,
+                        null_mut(),
+                    )
+                }
+                .into()
+            },
+        ),
+        case(
+            "eos_source: a path buffer too small, then large enough",
+            SPHANA_LLM_OK,
+            &[],
+            move || {
+                let mut source = -7;
+                let mut n = 0usize;
+                let mut small = [0x55 as std::ffi::c_char; 4];
+                let s1 = unsafe {
+                    sphana_llm_eos_source(fx.micro.0, &mut source, small.as_mut_ptr(), 4, &mut n)
+                };
+                let mut big = vec![0 as std::ffi::c_char; n + 1];
+                let mut m = 0usize;
+                let s2 = unsafe {
+                    sphana_llm_eos_source(fx.micro.0, &mut source, big.as_mut_ptr(), n + 1, &mut m)
+                };
+                let path = unsafe { std::ffi::CStr::from_ptr(big.as_ptr()) }
+                    .to_string_lossy()
+                    .into_owned();
+                Outcome::from(s2)
+                    .check(s1 == SPHANA_LLM_ERR_BUFFER_TOO_SMALL, || {
+                        format!("first call {s1}")
+                    })
+                    .check(small.iter().all(|&c| c == 0x55), || {
+                        "small buffer written".into()
+                    })
+                    .check(m == n && path.len() == n, || {
+                        format!("{n} vs {m}: {path:?}")
+                    })
+                    .check(
+                        source == SPHANA_LLM_EOS_SOURCE_GENERATION_CONFIG
+                            && path.ends_with("generation_config.json"),
+                        || format!("source {source} {path:?}"),
+                    )
+            },
+        ),
+        case(
+            "max_decode_batch: tokenizer-only model",
+            SPHANA_LLM_ERR_UNSUPPORTED,
+            &["tokenizer-only"],
+            move || {
+                let mut n = 0;
+                unsafe { sphana_llm_max_decode_batch(fx.tok_only.0, &mut n) }.into()
+            },
+        ),
+        case(
+            "max_decode_batch: NULL out_batch",
+            SPHANA_LLM_ERR_INVALID_ARGUMENT,
+            &["out_batch"],
+            move || unsafe { sphana_llm_max_decode_batch(fx.micro.0, null_mut()) }.into(),
+        ),
+        case(
             "load: logits wider than the tokenizer",
             SPHANA_LLM_OK,
             &[],

@@ -1,5 +1,6 @@
 //! Versioned structs across header versions: a caller built against an earlier
-//! `SphanaLlmLoadOptions` layout (before `tokenizer_path`, before `max_decode_batch`) still loads, the `*_init`
+//! `SphanaLlmLoadOptions` layout (before `tokenizer_path`, before `max_decode_batch`, before
+//! `eos_token_ids`) still loads, the `*_init`
 //! functions fill older and newer layouts without overrunning them, and unknown sizes
 //! are rejected with a message.
 
@@ -19,11 +20,14 @@ fn last_error() -> String {
 const OLD_LOAD_OPTIONS_SIZE: usize = std::mem::offset_of!(SphanaLlmLoadOptions, tokenizer_path);
 /// The layout before `max_decode_batch`.
 const LOAD_OPTIONS_SIZE_2: usize = std::mem::offset_of!(SphanaLlmLoadOptions, max_decode_batch);
+/// The layout before `eos_token_ids` and `context_length`.
+const LOAD_OPTIONS_SIZE_3: usize = std::mem::offset_of!(SphanaLlmLoadOptions, eos_token_ids);
 
 #[test]
 fn an_older_load_options_layout_still_loads() {
     older_load_options_layout_loads(OLD_LOAD_OPTIONS_SIZE);
     older_load_options_layout_loads(LOAD_OPTIONS_SIZE_2);
+    older_load_options_layout_loads(LOAD_OPTIONS_SIZE_3);
 }
 
 fn older_load_options_layout_loads(old_size: usize) {

@@ -13,13 +13,16 @@ namespace Sphana.Database.Infrastructure.Onnx
     /// A drop-in for the ONNX Runtime based class of the same name: same namespace, constructor and interface.
     /// </summary>
     /// <remarks>
-    /// Thread-safe; register it as a singleton. At most <c>maxPoolSize</c> generations run at once (each on its
-    /// own ONNX Runtime session); further requests wait for a slot, and a cancelled wait ends them.
+    /// Thread-safe; register it as a singleton. Concurrent requests run at once and share decode steps (continuous
+    /// batching: one <c>session.run</c> computes the next token of every running generation), up to
+    /// <see cref="MaxConcurrentGenerations"/> = <c>maxPoolSize</c> sessions × the model's decode batch (8); further
+    /// requests wait in a first-come queue, which a cancelled token leaves at once.
     /// </remarks>
     public sealed class LlmGeneratorModel : ILlmGeneratorModel, IDisposable
     {
         private readonly LlmModel _model;
         private readonly SemaphoreSlim _slots;
+        private readonly int _maxConcurrent;
         private readonly bool _logTokenizedText;
         private readonly bool _useChatTemplate;
         private readonly ILogger<LlmGeneratorModel> _logger;
@@ -32,8 +35,9 @@ namespace Sphana.Database.Infrastructure.Onnx
         /// <param name="useGpu">Run on ONNX Runtime's CUDA execution provider, falling back to CPU when ONNX Runtime cannot
         /// enable CUDA; the provider actually used is logged at load (a warning after a fallback).</param>
         /// <param name="gpuDeviceId">The CUDA device.</param>
-        /// <param name="maxPoolSize">How many generations run at once; each gets its own ONNX Runtime session (and copy of
-        /// the weights), as the old session pool did.</param>
+        /// <param name="maxPoolSize">ONNX Runtime sessions, each with its own copy of the weights, as the old session pool
+        /// had. More than one lets a prompt be read while the other generations decode; generations do not need a
+        /// session each: up to <see cref="MaxConcurrentGenerations"/> run at once and batch their decode steps.</param>
         /// <param name="logTokenizedText">Log each prompt's token ids and their decoded text.</param>
         /// <param name="logger">The logger.</param>
         /// <exception cref="SphanaLlmException">The model or tokenizer cannot be loaded (the message says why).</exception>
@@ -54,7 +58,7 @@ namespace Sphana.Database.Infrastructure.Onnx
         /// <param name="tokenizerPath">A tokenizer file or directory, or null for the model directory's.</param>
         /// <param name="useGpu">Run on CUDA when ONNX Runtime can enable it, else on CPU (logged).</param>
         /// <param name="gpuDeviceId">The CUDA device.</param>
-        /// <param name="maxPoolSize">How many generations run at once.</param>
+        /// <param name="maxPoolSize">ONNX Runtime sessions (copies of the weights); see the other constructor.</param>
         /// <param name="logTokenizedText">Log each prompt's token ids and their decoded text.</param>
         /// <param name="logger">The logger.</param>
         /// <param name="useChatTemplate">Send each prompt as a single user message through the model's chat template
@@ -106,14 +110,22 @@ namespace Sphana.Database.Infrastructure.Onnx
                 throw new InvalidOperationException("useChatTemplate was requested but the tokenizer of " + directory +
                     " has no chat template (tokenizer_config.json chat_template or chat_template.jinja)");
             }
-            _slots = new SemaphoreSlim(options.SessionCount, options.SessionCount);
+            _maxConcurrent = options.SessionCount * Math.Max(1, _model.MaxDecodeBatch.GetValueOrDefault(1));
+            _slots = new SemaphoreSlim(_maxConcurrent, _maxConcurrent);
             ExecutionProvider provider = _model.ExecutionProvider.GetValueOrDefault();
             _logger.LogInformation(
-                "Loaded LLM from {ModelDirectory} ({OnnxFile}), tokenizer {Tokenizer}: {TokenizerFormat}, vocabulary {VocabSize}, BOS={BOS}, EOS={EOS}, context {ContextLength}, {Sessions} session(s) on {ExecutionProvider}, {PromptFormat} prompts, libsphana_llm {Version}",
+                "Loaded LLM from {ModelDirectory} ({OnnxFile}), tokenizer {Tokenizer}: {TokenizerFormat}, vocabulary {VocabSize}, BOS={BOS}, EOS={EOS} ({EosSource}), context {ContextLength}, {Sessions} session(s) on {ExecutionProvider}, up to {MaxConcurrent} generations at once (decode batch {DecodeBatch}), {PromptFormat} prompts, libsphana_llm {Version}",
                 directory, onnxFile ?? "model.onnx", options.TokenizerPath ?? "from the model directory", _model.TokenizerFormat,
                 _model.VocabSize, _model.BosTokenId.HasValue ? _model.BosTokenId.Value.ToString() : "none",
-                string.Join(",", _model.EosTokenIds), _model.ContextLength.HasValue ? _model.ContextLength.Value.ToString() : "unknown",
-                options.SessionCount, provider, useChatTemplate ? "chat-template" : "plain completion", LlmModel.NativeVersion);
+                _model.EosTokenIds.Count > 0 ? string.Join(",", _model.EosTokenIds) : "none", DescribeEosSource(_model),
+                _model.ContextLength.HasValue ? _model.ContextLength.Value.ToString() : "unknown (no config.json)",
+                options.SessionCount, provider, _maxConcurrent, _model.MaxDecodeBatch.GetValueOrDefault(1),
+                useChatTemplate ? "chat-template" : "plain completion", LlmModel.NativeVersion);
+            if (_model.EosTokenIds.Count == 0)
+            {
+                _logger.LogWarning(
+                    "The LLM has no end-of-sequence token (no generation_config.json, config.json or tokenizer_config.json names one and its vocabulary has no known end-of-turn token): every answer runs to maxTokens");
+            }
             if (useGpu)
             {
                 if (provider == ExecutionProvider.Cuda)
@@ -140,6 +152,15 @@ namespace Sphana.Database.Infrastructure.Onnx
             get { return _useChatTemplate; }
         }
 
+        /// <summary>
+        /// How many generations run at once: sessions × the model's decode batch (<see cref="LlmModel.MaxDecodeBatch"/>,
+        /// 8 by default; 1 for a model that cannot be batched). Requests beyond it wait in a first-come queue.
+        /// </summary>
+        public int MaxConcurrentGenerations
+        {
+            get { return _maxConcurrent; }
+        }
+
         /// <summary>The loaded model, for token counting and chunking with the generator's own tokenizer.</summary>
         public LlmModel Model
         {
@@ -153,7 +174,7 @@ namespace Sphana.Database.Infrastructure.Onnx
         /// </summary>
         /// <param name="prompt">The complete prompt. Blank gives "" without running the model.</param>
         /// <param name="maxTokens">Most tokens to generate; 0 or less gives "".</param>
-        /// <param name="cancellationToken">Ends the wait for a slot, or the generation within one token.</param>
+        /// <param name="cancellationToken">Ends the wait in the queue, or the generation within one token.</param>
         /// <returns>The answer, trimmed.</returns>
         /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
         /// <exception cref="SphanaLlmException">The library failed (e.g. the prompt does not fit the context window).</exception>
@@ -274,6 +295,21 @@ namespace Sphana.Database.Infrastructure.Onnx
             char[] separators = { System.IO.Path.DirectorySeparatorChar, System.IO.Path.AltDirectorySeparatorChar };
             return string.Equals(System.IO.Path.GetFullPath(a).TrimEnd(separators), System.IO.Path.GetFullPath(b).TrimEnd(separators),
                 StringComparison.Ordinal);
+        }
+
+        private static string DescribeEosSource(LlmModel model)
+        {
+            switch (model.EosSource)
+            {
+                case EosSource.LoadOption:
+                    return "from the load options";
+                case EosSource.Vocabulary:
+                    return "derived from the vocabulary's end-of-turn tokens: no generation_config.json, config.json or tokenizer_config.json names one";
+                case EosSource.None:
+                    return "none found";
+                default:
+                    return "from " + model.EosSourcePath;
+            }
         }
 
         private static bool HasChatTemplate(LlmModel model)

@@ -28,6 +28,34 @@ namespace Sphana.Llm
         Cuda = 1,
     }
 
+    /// <summary>Where a model's EOS set came from (the C constants <c>SPHANA_LLM_EOS_SOURCE_*</c>).</summary>
+    public enum EosSource
+    {
+        /// <summary>Nothing names an EOS and the vocabulary has no known end token: generations run to their token limit.</summary>
+        None = 0,
+
+        /// <summary>The <see cref="LlmLoadOptions.EosTokenIds"/> load option.</summary>
+        LoadOption = 1,
+
+        /// <summary><c>eos_token_id</c> of a <c>generation_config.json</c> (<see cref="LlmModel.EosSourcePath"/>).</summary>
+        GenerationConfig = 2,
+
+        /// <summary><c>eos_token_id</c> of a <c>config.json</c>.</summary>
+        Config = 3,
+
+        /// <summary><c>eos_token</c> of <c>tokenizer_config.json</c>.</summary>
+        TokenizerConfig = 4,
+
+        /// <summary>The tokenizer file's own end piece (SentencePiece <c>&lt;/s&gt;</c>).</summary>
+        TokenizerFile = 5,
+
+        /// <summary>
+        /// Derived: no file names one, so the vocabulary's special end-of-turn / end-of-text tokens (Llama 3
+        /// <c>&lt;|eot_id|&gt;</c> ..., ChatML <c>&lt;|im_end|&gt;</c>, Gemma <c>&lt;end_of_turn&gt;</c>, ...).
+        /// </summary>
+        Vocabulary = 6,
+    }
+
     /// <summary>
     /// Options for <see cref="LlmModel.Load(string, LlmLoadOptions)"/>; mirrors <c>SphanaLlmLoadOptions</c>.
     /// A new instance holds the library's defaults.
@@ -98,7 +126,22 @@ namespace Sphana.Llm
         /// </summary>
         public int? MaxDecodeBatch { get; set; }
 
-        /// <summary>The C struct, starting from <c>sphana_llm_load_options_default()</c>. String fields are set by the caller.</summary>
+        /// <summary>
+        /// The ids that end a generation, overriding every file; or null (default): from the model directory's
+        /// <c>generation_config.json</c> / <c>config.json</c>, the tokenizer's files, else derived from the vocabulary
+        /// (<see cref="LlmModel.EosSource"/> says which). An empty array means no EOS at all.
+        /// </summary>
+        public int[] EosTokenIds { get; set; }
+
+        /// <summary>
+        /// The context length in tokens (prompt + generated), overriding <c>config.json</c>'s
+        /// <c>max_position_embeddings</c>; or null (default). Without either the length is unknown and only
+        /// <see cref="GenerationOptions.MaxTokens"/> limits a generation.
+        /// </summary>
+        public int? ContextLength { get; set; }
+
+        /// <summary>The C struct, starting from <c>sphana_llm_load_options_default()</c>. Pointer fields (strings,
+        /// <c>eos_token_ids</c>) are set by the caller, which pins them.</summary>
         internal NativeMethods.LoadOptions ToNative()
         {
             NativeMethods.LoadOptions native = NativeMethods.sphana_llm_load_options_default();
@@ -119,6 +162,14 @@ namespace Sphana.Llm
             if (MaxDecodeBatch.HasValue)
             {
                 native.max_decode_batch = (uint)NonNegative(MaxDecodeBatch.Value, "MaxDecodeBatch");
+            }
+            if (EosTokenIds != null)
+            {
+                native.eos_token_count = (ulong)EosTokenIds.Length;
+            }
+            if (ContextLength.HasValue)
+            {
+                native.context_length = NonNegative(ContextLength.Value, "ContextLength");
             }
             return native;
         }

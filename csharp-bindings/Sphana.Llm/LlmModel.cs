@@ -41,9 +41,12 @@ namespace Sphana.Llm
         private readonly int _vocabSize;
         private readonly int? _bosTokenId;
         private readonly ReadOnlyCollection<int> _eosTokenIds;
+        private readonly EosSource _eosSource;
+        private readonly string _eosSourcePath;
         private readonly TokenizerFormat _tokenizerFormat;
         private readonly bool _canGenerate;
         private readonly int? _contextLength;
+        private readonly int? _maxDecodeBatch;
         private readonly Llm.ExecutionProvider? _executionProvider;
 
         private LlmModel(SafeLlmModelHandle handle, string path)
@@ -64,6 +67,7 @@ namespace Sphana.Llm
             _bosTokenId = bos < 0 ? (int?)null : bos;
 
             _eosTokenIds = new ReadOnlyCollection<int>(ReadEosIds(handle));
+            _eosSource = ReadEosSource(handle, out _eosSourcePath);
 
             UIntPtr context;
             int status = NativeMethods.sphana_llm_context_length(handle, out context);
@@ -80,6 +84,9 @@ namespace Sphana.Llm
                 _executionProvider = (Llm.ExecutionProvider)provider;
                 long length = NativeMethods.Long(context);
                 _contextLength = length == 0 ? (int?)null : checked((int)Math.Min(length, int.MaxValue));
+                UIntPtr batch;
+                Result.Check(NativeMethods.sphana_llm_max_decode_batch(handle, out batch), "sphana_llm_max_decode_batch");
+                _maxDecodeBatch = checked((int)NativeMethods.Long(batch));
             }
         }
 
@@ -112,6 +119,14 @@ namespace Sphana.Llm
                     native.ort_library_path = PinPath(options.OrtLibraryPath, pins);
                     native.onnx_file_name = PinPath(options.OnnxFileName, pins);
                     native.tokenizer_path = PinPath(options.TokenizerPath, pins);
+                    if (options.EosTokenIds != null)
+                    {
+                        // A non-NULL pointer even for an empty array: "no EOS at all" differs from "not set".
+                        GCHandle ids = GCHandle.Alloc(options.EosTokenIds.Length == 0 ? new int[1] : (int[])options.EosTokenIds.Clone(),
+                            GCHandleType.Pinned);
+                        pins.Add(ids);
+                        native.eos_token_ids = ids.AddrOfPinnedObject();
+                    }
                 }
                 status = NativeMethods.sphana_llm_load(Utf8.EncodeNulTerminated(path), ref native, out handle);
                 if (status != 0)
@@ -181,12 +196,28 @@ namespace Sphana.Llm
         }
 
         /// <summary>
-        /// The end-of-sequence ids generation stops on: from <c>generation_config.json</c>, else <c>config.json</c>,
-        /// else <c>tokenizer_config.json</c>, else the tokenizer (e.g. Llama 3.2 Instruct: 128001, 128008, 128009). May be empty.
+        /// The end-of-sequence ids generation stops on, from the first source that names them: the
+        /// <see cref="LlmLoadOptions.EosTokenIds"/> option; the model directory's <c>generation_config.json</c>, then its
+        /// <c>config.json</c>; the tokenizer directory's <c>generation_config.json</c>, <c>config.json</c>,
+        /// <c>tokenizer_config.json</c>; the tokenizer file's own end piece; else derived from the vocabulary's special
+        /// end-of-turn / end-of-text tokens (a folder with only the ONNX file and Llama 3.2's <c>tokenizer.json</c>:
+        /// 128001, 128008, 128009). <see cref="EosSource"/> says which. May be empty.
         /// </summary>
         public IReadOnlyList<int> EosTokenIds
         {
             get { return _eosTokenIds; }
+        }
+
+        /// <summary>Where <see cref="EosTokenIds"/> came from.</summary>
+        public EosSource EosSource
+        {
+            get { return _eosSource; }
+        }
+
+        /// <summary>The file <see cref="EosTokenIds"/> came from, or null (load option, vocabulary, none).</summary>
+        public string EosSourcePath
+        {
+            get { return _eosSourcePath; }
         }
 
         /// <summary>The tokenizer format that was loaded.</summary>
@@ -211,10 +242,20 @@ namespace Sphana.Llm
             get { return _executionProvider; }
         }
 
-        /// <summary>The context length (config.json <c>max_position_embeddings</c>), or null when unknown or tokenizer-only.</summary>
+        /// <summary>The context length (the <see cref="LlmLoadOptions.ContextLength"/> option, else config.json
+        /// <c>max_position_embeddings</c>), or null when unknown or tokenizer-only.</summary>
         public int? ContextLength
         {
             get { return _contextLength; }
+        }
+
+        /// <summary>
+        /// How many concurrent generations share one decode step (<see cref="LlmLoadOptions.MaxDecodeBatch"/>, or 1
+        /// for a model that cannot be batched); null for a tokenizer-only model. More generations take turns.
+        /// </summary>
+        public int? MaxDecodeBatch
+        {
+            get { return _maxDecodeBatch; }
         }
 
         private SafeLlmModelHandle Handle
@@ -747,6 +788,23 @@ namespace Sphana.Llm
                 Result.Check(status, "sphana_llm_eos_ids");
                 return Trim(ids, (int)n);
             }
+        }
+
+        private static EosSource ReadEosSource(SafeLlmModelHandle handle, out string path)
+        {
+            int source;
+            UIntPtr length;
+            Result.Check(NativeMethods.sphana_llm_eos_source(handle, out source, null, UIntPtr.Zero, out length), "sphana_llm_eos_source");
+            int n = checked((int)NativeMethods.Long(length));
+            path = null;
+            if (n > 0)
+            {
+                var bytes = new byte[n + 1];
+                Result.Check(NativeMethods.sphana_llm_eos_source(handle, out source, bytes, NativeMethods.Size(bytes.Length), out length),
+                    "sphana_llm_eos_source");
+                path = Utf8.Decode(bytes, n);
+            }
+            return (EosSource)source;
         }
 
         private static uint TokenizeFlags(bool addSpecialTokens, bool parseSpecialTokens)

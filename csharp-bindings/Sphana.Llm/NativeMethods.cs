@@ -83,6 +83,9 @@ namespace Sphana.Llm
             public uint session_count;
             public IntPtr tokenizer_path;
             public uint max_decode_batch;
+            public IntPtr eos_token_ids;
+            public ulong eos_token_count;
+            public ulong context_length;
         }
 
         /// <summary>SphanaLlmChatMessage: UTF-8 role and content with explicit lengths.</summary>
@@ -150,10 +153,16 @@ namespace Sphana.Llm
         internal static extern int sphana_llm_eos_ids(SafeLlmModelHandle model, [Out] int[] ids, UIntPtr capacity, out UIntPtr count);
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_eos_source(SafeLlmModelHandle model, out int source, [Out] byte[] path, UIntPtr capacity, out UIntPtr length);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int sphana_llm_execution_provider(SafeLlmModelHandle model, out int provider);
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int sphana_llm_context_length(SafeLlmModelHandle model, out UIntPtr length);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_max_decode_batch(SafeLlmModelHandle model, out UIntPtr batch);
 
         // ---- tokenizing and decoding ---------------------------------------------------------
 

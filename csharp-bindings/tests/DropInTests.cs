@@ -72,6 +72,8 @@ namespace Sphana.Llm.Tests
             Add(tests, "dropin_tokenizer_outside_the_model_directory", TokenizerElsewhere);
             Add(tests, "dropin_logs_the_execution_provider_and_the_cpu_fallback", LogsExecutionProvider);
             Add(tests, "dropin_use_chat_template_answers_paris", ChatTemplateAnswersParis);
+            Add(tests, "dropin_sphana_deployment_folder_with_sphanas_constructor_call", SphanaDeployment);
+            Add(tests, "dropin_concurrent_requests_share_decode_steps_with_max_pool_size_1", ConcurrentRequestsBatch);
             Add(tests, "dropin_dispose", DisposeGenerator);
         }
 
@@ -272,6 +274,123 @@ namespace Sphana.Llm.Tests
             Check.Throws<InvalidOperationException>(
                 () => new LlmGeneratorModel(Paths.Model("tiny-llama/fp32"), null, false, 0, 1, false, logger, true),
                 "useChatTemplate with a tokenizer that has no template");
+        }
+
+        /// <summary>The prompt shape of Sphana.Database's QueryService.</summary>
+        internal const string RagPrompt =
+            "Answer the question based on the following context:\n\n" +
+            "Context (Score: 0.87): Paris is the capital and largest city of France. It lies on the Seine.\n" +
+            "Context (Score: 0.74): France is a country in Western Europe; its capital is Paris.\n\n" +
+            "Question: What is the capital of France?\nAnswer:";
+
+        /// <summary>
+        /// A folder as Sphana's setup guide makes it: only <c>llm_generator.onnx</c> and <c>tokenizer.json</c> (links to a
+        /// built model's files). The caller deletes it.
+        /// </summary>
+        internal static string SphanaFolder(string model)
+        {
+            string dir = Path.Combine(Path.GetTempPath(), "sphana-llm-cs-deploy-" + Guid.NewGuid().ToString("N"));
+            Directory.CreateDirectory(dir);
+            string source = Paths.Model(model);
+            Symlink(Path.Combine(source, "model.onnx"), Path.Combine(dir, "llm_generator.onnx"));
+            Symlink(Path.Combine(source, "tokenizer.json"), Path.Combine(dir, "tokenizer.json"));
+            return dir;
+        }
+
+        private static void Symlink(string target, string link)
+        {
+            using (System.Diagnostics.Process p = System.Diagnostics.Process.Start(
+                new System.Diagnostics.ProcessStartInfo("ln", "-s \"" + target + "\" \"" + link + "\"") { UseShellExecute = false }))
+            {
+                p.WaitForExit();
+                Check.Equal(0, p.ExitCode, "ln -s " + target);
+            }
+        }
+
+        /// <summary>
+        /// Sphana's DI call, literally: (…/llm_generator.onnx, …/tokenizer.json, useGpu: true, gpuDeviceId: 0, maxPoolSize: 1,
+        /// false, logger) on a folder with only those two files, on a machine without CUDA.
+        /// </summary>
+        private static void SphanaDeployment()
+        {
+            foreach (string model in new[] { "smollm2-135m-instruct", "tiny-llama/fp32" })
+            {
+                string dir = SphanaFolder(model);
+                try
+                {
+                    var logger = new CapturingLogger();
+                    using (var generator = new LlmGeneratorModel(Path.Combine(dir, "llm_generator.onnx"), Path.Combine(dir, "tokenizer.json"),
+                        useGpu: true, gpuDeviceId: 0, maxPoolSize: 1, logTokenizedText: false, logger: logger))
+                    {
+                        LlmModel m = generator.Model;
+                        Check.Equal(EosSource.Vocabulary, m.EosSource, model + ": the EOS set is derived");
+                        Check.Equal(null, m.EosSourcePath, model + ": from no file");
+                        int[] expected = model.StartsWith("tiny")
+                            ? new[] { 128001, 128008, 128009 }
+                            : new[] { m.TokenToId("<|endoftext|>"), m.TokenToId("<|im_end|>") };
+                        Check.Ids(expected, m.EosTokenIds.ToList(), model + ": the family's end tokens");
+                        Check.Equal((ExecutionProvider?)ExecutionProvider.Cpu, m.ExecutionProvider, model + ": on CPU");
+                        Check.Equal((int?)null, m.ContextLength, model + ": no config.json");
+                        List<string> lines = logger.Lines;
+                        Check.True(lines.Any(l => l.StartsWith("Warning: GPU requested (CUDA device 0)")), model + ": the CPU fallback is a warning");
+                        Check.True(lines.Any(l => l.Contains("Loaded LLM") && l.Contains("EOS=" + string.Join(",", expected)) &&
+                            l.Contains("derived from the vocabulary")), model + ": the load log says where the EOS set came from: " + string.Join(" | ", lines));
+                        Check.True(lines.Any(l => l.Contains("context unknown")), model + ": and that the context length is unknown");
+                        GenerationResult result = generator.GenerateAsync(RagPrompt, 200).Result;
+                        Check.Equal(FinishReason.Eos, result.FinishReason,
+                            model + ": the answer ends by itself after " + result.GeneratedTokens + " tokens: \"" + result.Text + "\"");
+                        if (!model.StartsWith("tiny"))
+                        {
+                            Check.True(result.Text.Contains("Paris"), "SmolLM2 answers: \"" + result.Text + "\"");
+                        }
+                    }
+                }
+                finally
+                {
+                    Directory.Delete(dir, true);
+                }
+            }
+        }
+
+        /// <summary>
+        /// Four concurrent requests on Sphana's instance (maxPoolSize 1): they run at once, share decode steps, and each
+        /// gets the text it gets alone (fp32).
+        /// </summary>
+        private static void ConcurrentRequestsBatch()
+        {
+            string dir = SphanaFolder("smollm2-135m-instruct");
+            try
+            {
+                using (var generator = new LlmGeneratorModel(Path.Combine(dir, "llm_generator.onnx"), Path.Combine(dir, "tokenizer.json"),
+                    true, 0, 1, false, new CapturingLogger()))
+                {
+                    Check.Equal(8, generator.MaxConcurrentGenerations, "1 session x decode batch 8");
+                    string[] prompts =
+                    {
+                        RagPrompt,
+                        ServicePrompt,
+                        "Answer the question based on the following context:\n\nContext (Score: 0.91): The Seine flows through Paris.\n\nQuestion: Which river flows through Paris?\nAnswer:",
+                        "Answer the question based on the following context:\n\nContext (Score: 0.66): Water boils at 100 degrees Celsius at sea level.\n\nQuestion: At what temperature does water boil?\nAnswer:",
+                    };
+                    GenerationResult[] alone = prompts.Select(p => generator.GenerateAsync(p, 40).Result).ToArray();
+                    int batched = 0;
+                    for (int round = 0; round < 3 && batched == 0; round++)
+                    {
+                        Task<GenerationResult>[] tasks = prompts.Select(p => generator.GenerateAsync(p, 40)).ToArray();
+                        Task.WaitAll(tasks);
+                        for (int i = 0; i < prompts.Length; i++)
+                        {
+                            Check.Equal(alone[i].Text, tasks[i].Result.Text, "request " + i + ": the same text as alone");
+                            batched += tasks[i].Result.BatchedSteps;
+                        }
+                    }
+                    Check.True(batched > 0, "the concurrent requests shared decode steps");
+                }
+            }
+            finally
+            {
+                Directory.Delete(dir, true);
+            }
         }
 
         private static void DisposeGenerator()

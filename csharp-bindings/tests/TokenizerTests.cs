@@ -20,6 +20,7 @@ namespace Sphana.Llm.Tests
             Add(tests, "llama32_tokenize_equals_golden_ids_for_all_inputs_and_flags", TokenizeEqualsGolden);
             Add(tests, "llama32_decode_equals_golden_text", DecodeEqualsGolden);
             Add(tests, "llama32_tokenize_batch_equals_golden_ids", TokenizeBatchEqualsGolden);
+            Add(tests, "readme_chunking_snippet_covers_the_text_without_empty_chunks", ReadmeChunkingSnippet);
             Add(tests, "utf16_offsets_equal_golden_byte_offsets_converted", OffsetsEqualGolden);
             Add(tests, "utf16_offsets_of_added_tokens_and_lone_surrogates", OffsetsEdgeCases);
             Add(tests, "utf16_offset_map_agrees_with_encoding_on_random_text", OffsetMapOnRandomText);
@@ -70,12 +71,13 @@ namespace Sphana.Llm.Tests
             checkedCount += MatchEnum<FinishReason>(defines, "SPHANA_LLM_FINISH_", null);
             checkedCount += MatchEnum<TokenizerFormat>(defines, "SPHANA_LLM_FORMAT_", null);
             checkedCount += MatchEnum<ExecutionProvider>(defines, "SPHANA_LLM_PROVIDER_", null);
+            checkedCount += MatchEnum<EosSource>(defines, "SPHANA_LLM_EOS_SOURCE_", null);
             Check.Equal(defines["SPHANA_LLM_ABI_VERSION"], (long)NativeMethods.AbiVersion, "SPHANA_LLM_ABI_VERSION");
             Check.Equal((long)NativeMethods.AbiVersion, (long)LlmModel.NativeAbiVersion, "the loaded library's ABI version");
             Check.Equal(defines["SPHANA_LLM_TOKENIZE_ADD_SPECIAL"], (long)NativeMethods.SPHANA_LLM_TOKENIZE_ADD_SPECIAL, "TOKENIZE_ADD_SPECIAL");
             Check.Equal(defines["SPHANA_LLM_TOKENIZE_PARSE_SPECIAL"], (long)NativeMethods.SPHANA_LLM_TOKENIZE_PARSE_SPECIAL, "TOKENIZE_PARSE_SPECIAL");
             Check.Equal(defines["SPHANA_LLM_DECODE_SKIP_SPECIAL"], (long)NativeMethods.SPHANA_LLM_DECODE_SKIP_SPECIAL, "DECODE_SKIP_SPECIAL");
-            Check.Equal(13 + 5 + 4 + 2, checkedCount, "constants compared");
+            Check.Equal(13 + 5 + 4 + 2 + 7, checkedCount, "constants compared");
             string version = LlmModel.NativeVersion;
             Check.True(Regex.IsMatch(version, @"^\d+\.\d+\.\d+"), "a version string (" + version + ")");
         }
@@ -222,6 +224,38 @@ namespace Sphana.Llm.Tests
                 Check.Equal(J.Str(c, "decoded"), model.Decode(ids, false), "decoded " + Flags(c));
                 Check.Equal(J.Str(c, "decoded_skip_special"), model.Decode(ids, true), "decoded (skip special) " + Flags(c));
             }
+        }
+
+        /// <summary>
+        /// The README's chunking method (tests/ReadmeChunking.cs holds it verbatim): on text whose characters split across
+        /// byte-level tokens (emoji, CJK), every chunk is non-empty, the chunks join to the document, and each cut is at a
+        /// token start.
+        /// </summary>
+        private static void ReadmeChunkingSnippet()
+        {
+            string source = File.ReadAllText(Path.Combine(Paths.Repo, "csharp-bindings", "tests", "ReadmeChunking.cs"));
+            string method = source.Substring(source.IndexOf("internal static class Chunking", StringComparison.Ordinal));
+            string readme = File.ReadAllText(Path.Combine(Paths.Repo, "csharp-bindings", "README.md"));
+            Check.True(readme.Contains(method), "csharp-bindings/README.md holds tests/ReadmeChunking.cs's class verbatim");
+
+            LlmModel model = Fixtures.Llama32;
+            string document = "Emoji 😀😃🎉 split across tokens; 日本語のテキスト、中文文本。 Paris is the capital of France.";
+            TokenSpan[] spans = model.TokenizeWithOffsets(document, false);
+            var starts = new HashSet<int>(spans.Select(t => t.Start));
+            for (int maxTokens = 1; maxTokens <= 6; maxTokens++)
+            {
+                List<string> chunks = Chunking.Chunk(model, document, maxTokens);
+                Check.True(chunks.All(c => c.Length > 0), maxTokens + ": no empty chunk");
+                Check.Equal(document, string.Concat(chunks), maxTokens + ": the chunks join to the document");
+                int at = 0;
+                foreach (string chunk in chunks)
+                {
+                    Check.True(starts.Contains(at), maxTokens + ": a chunk starts at a token start (" + at + ")");
+                    Check.True(!char.IsLowSurrogate(document[at]), maxTokens + ": never inside a surrogate pair");
+                    at += chunk.Length;
+                }
+            }
+            Check.Equal(0, Chunking.Chunk(model, "", 3).Count, "an empty document has no chunks");
         }
 
         private static void TokenizeBatchEqualsGolden()

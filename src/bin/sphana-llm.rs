@@ -9,7 +9,7 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 use sphana_llm::{
     ChatMessage, ChatOptions, EncodeOptions, ExecutionProvider, Flow, GenerateParams, Generation,
-    LoadOptions, Model, TokenizerFormat,
+    LoadOptions, Model, Tokenizer, TokenizerFormat,
 };
 
 #[derive(Parser)]
@@ -115,6 +115,15 @@ struct ModelArgs {
     /// With --cuda: run on CPU if CUDA cannot be enabled.
     #[arg(long)]
     cpu_fallback: bool,
+    /// Tokenizer file or directory to use instead of the model directory's.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// An id that ends generation (repeatable); replaces the EOS set of every file.
+    #[arg(long = "eos-id")]
+    eos_ids: Vec<u32>,
+    /// Context length in tokens, overriding config.json's max_position_embeddings.
+    #[arg(long)]
+    context_length: Option<usize>,
 }
 
 #[derive(Args)]
@@ -191,6 +200,9 @@ fn load(args: &ModelArgs) -> CliResult<Model> {
         },
         device_id: args.device,
         allow_cpu_fallback: args.cpu_fallback,
+        tokenizer_path: args.tokenizer.clone(),
+        eos_token_ids: (!args.eos_ids.is_empty()).then(|| args.eos_ids.clone()),
+        context_length: args.context_length,
         ..Default::default()
     };
     let started = Instant::now();
@@ -201,6 +213,13 @@ fn load(args: &ModelArgs) -> CliResult<Model> {
     })?;
     eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(model)
+}
+
+/// Only the tokenizer (tokenize and decode need no ONNX model): `--tokenizer`, else the
+/// model path's tokenizer file.
+fn load_tokenizer(args: &ModelArgs) -> CliResult<Tokenizer> {
+    let path = args.tokenizer.as_ref().unwrap_or(&args.model);
+    Tokenizer::from_path(path, args.format).map_err(|e| e.to_string())
 }
 
 fn read_stdin() -> CliResult<String> {
@@ -227,15 +246,21 @@ fn stream_to_stdout() -> impl FnMut(&str) -> Flow {
 
 fn print_stats(result: &Generation) {
     let s = &result.stats;
-    let decode_tokens = s.generated_tokens.saturating_sub(1).max(1);
+    // The first token comes from the prefill; the decode rate needs at least one more.
+    let decode = match s.generated_tokens {
+        0 | 1 => "decode -".to_owned(),
+        n => format!(
+            "decode {:.1} tok/s",
+            (n - 1) as f64 / (s.decode_ms / 1e3).max(1e-9)
+        ),
+    };
     eprintln!(
-        "[{} prompt tokens, {} generated, finish: {:?}; prefill {:.0} ms ({:.1} tok/s), decode {:.1} tok/s]",
+        "[{} prompt tokens, {} generated, finish: {:?}; prefill {:.0} ms ({:.1} tok/s), {decode}]",
         s.prompt_tokens,
         s.generated_tokens,
         s.finish_reason,
         s.prefill_ms,
         s.prompt_tokens as f64 / (s.prefill_ms / 1e3).max(1e-9),
-        decode_tokens as f64 / (s.decode_ms / 1e3).max(1e-9),
     );
 }
 
@@ -248,7 +273,7 @@ fn run(cli: Cli) -> CliResult<()> {
             tokens,
             text,
         } => {
-            let model = load(&model)?;
+            let tokenizer = load_tokenizer(&model)?;
             let text = match text {
                 Some(t) => t,
                 None => read_stdin()?,
@@ -257,12 +282,12 @@ fn run(cli: Cli) -> CliResult<()> {
                 add_special,
                 parse_special,
             };
-            let encoding = model
-                .tokenize_with_offsets(&text, options)
+            let encoding = tokenizer
+                .encode_with_offsets(&text, options)
                 .map_err(|e| e.to_string())?;
             if tokens {
                 for (id, (start, end)) in encoding.ids.iter().zip(&encoding.offsets) {
-                    let token = model.tokenizer().id_to_token(*id).unwrap_or_default();
+                    let token = tokenizer.id_to_token(*id).unwrap_or_default();
                     println!("{id}\t{token:?}\t{start}..{end}\t{:?}", &text[*start..*end]);
                 }
             } else {
@@ -276,7 +301,7 @@ fn run(cli: Cli) -> CliResult<()> {
             keep_special,
             ids,
         } => {
-            let model = load(&model)?;
+            let tokenizer = load_tokenizer(&model)?;
             let ids = if ids.is_empty() {
                 read_stdin()?
                     .split(|c: char| c.is_whitespace() || c == ',')
@@ -289,8 +314,7 @@ fn run(cli: Cli) -> CliResult<()> {
             } else {
                 ids
             };
-            let text = model
-                .tokenizer()
+            let text = tokenizer
                 .decode(&ids, !keep_special)
                 .map_err(|e| e.to_string())?;
             println!("{text}");
@@ -416,6 +440,7 @@ fn print_info(model: &Model) {
             eos.join(", ")
         }
     );
+    println!("eos from:          {}", t.eos_source());
     let specials = t.special_tokens();
     let shown: Vec<&str> = specials.iter().take(12).map(|(_, s)| s.as_str()).collect();
     println!(
@@ -460,9 +485,12 @@ fn print_info(model: &Model) {
         layout.logits_dtype,
         layout.logits_vocab.map_or("?".into(), |v| v.to_string())
     );
-    match engine.context_length() {
-        Some(c) => println!("context length:    {c}"),
-        None => println!("context length:    unknown (no config.json)"),
+    match (engine.context_length(), model.options().context_length) {
+        (Some(c), Some(_)) => println!("context length:    {c} (the context_length load option)"),
+        (Some(c), None) => println!("context length:    {c} (config.json max_position_embeddings)"),
+        (None, _) => println!(
+            "context length:    unknown (no config.json; only --max-new-tokens limits a generation; set --context-length)"
+        ),
     }
     println!(
         "onnx runtime:      {} ({}), {:?}, {} session(s)",

@@ -197,7 +197,9 @@ impl Engine {
                 returned: Condvar::new(),
             },
             layout,
-            context_length: config.and_then(|c| c.max_position_embeddings),
+            context_length: options
+                .context_length
+                .or_else(|| config.and_then(|c| c.max_position_embeddings)),
             model_file: file.to_path_buf(),
             runtime,
             provider,

@@ -478,8 +478,9 @@ pub unsafe extern "C" fn sphana_llm_generate_from_ids(
     })
 }
 
-/// Writes the model's context length (config.json `max_position_embeddings`; 0 when
-/// unknown) to `*out_length`. `SPHANA_LLM_ERR_UNSUPPORTED` for a tokenizer-only model.
+/// Writes the model's context length (the `context_length` load option, else config.json
+/// `max_position_embeddings`; 0 when unknown: then only `max_new_tokens` limits a
+/// generation) to `*out_length`. `SPHANA_LLM_ERR_UNSUPPORTED` for a tokenizer-only model.
 #[no_mangle]
 pub unsafe extern "C" fn sphana_llm_context_length(
     model: *const SphanaLlmModel,
@@ -493,6 +494,27 @@ pub unsafe extern "C" fn sphana_llm_context_length(
             .ok_or_else(|| Error::Unsupported("the model was loaded tokenizer-only".into()))?;
         // SAFETY: checked non-NULL.
         unsafe { write_out(out_length, engine.context_length().unwrap_or(0)) };
+        Ok(())
+    })
+}
+
+/// Writes how many concurrent generations on this handle share one decode step to
+/// `*out_batch`: the `max_decode_batch` load option, or 1 for a model that cannot be batched
+/// (no KV cache, `attention_mask` or `position_ids`). Generations beyond it take turns.
+/// `SPHANA_LLM_ERR_UNSUPPORTED` for a tokenizer-only model. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn sphana_llm_max_decode_batch(
+    model: *const SphanaLlmModel,
+    out_batch: *mut usize,
+) -> i32 {
+    guard(|| {
+        non_null(out_batch, "out_batch")?;
+        let model = model_arg(model)?;
+        let engine = model
+            .engine()
+            .ok_or_else(|| Error::Unsupported("the model was loaded tokenizer-only".into()))?;
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out_batch, engine.max_decode_batch()) };
         Ok(())
     })
 }

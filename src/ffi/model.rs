@@ -75,7 +75,22 @@ pub struct SphanaLlmLoadOptions {
     /// one activation scale covers the whole batch, so results depend on the batch mates:
     /// set 1 when runs must be reproducible one by one. (Added after the first release.)
     pub max_decode_batch: u32,
+    /// The ids that end a generation, overriding every file: `eos_token_count` ids at
+    /// `eos_token_ids`, each in the vocabulary (the array is copied; it need not outlive the
+    /// call). NULL (default): the set comes from the files, else from the vocabulary — see
+    /// `sphana_llm_eos_source`. Non-NULL with a count of 0: no EOS at all. (Added after the
+    /// second release.)
+    pub eos_token_ids: *const i32,
+    /// Number of ids at `eos_token_ids` (at most 4096); ignored when it is NULL.
+    pub eos_token_count: u64,
+    /// The context length in tokens (prompt + generated), overriding `config.json`'s
+    /// `max_position_embeddings`; 0 (default): `config.json`'s, or unknown when there is none
+    /// (then only `max_new_tokens` limits a generation).
+    pub context_length: u64,
 }
+
+/// Most ids `SphanaLlmLoadOptions.eos_token_ids` may hold.
+pub const SPHANA_LLM_MAX_EOS_IDS: u64 = 4096;
 
 /// The default load options (`struct_size` already set), returned by value in this
 /// header's layout: use it when the header you compile against matches the library
@@ -96,6 +111,9 @@ pub extern "C" fn sphana_llm_load_options_default() -> SphanaLlmLoadOptions {
         session_count: 1,
         tokenizer_path: std::ptr::null(),
         max_decode_batch: crate::engine::batch::DEFAULT_MAX_DECODE_BATCH as u32,
+        eos_token_ids: std::ptr::null(),
+        eos_token_count: 0,
+        context_length: 0,
     }
 }
 
@@ -194,11 +212,13 @@ pub(crate) unsafe fn write_versioned_struct<T: Copy>(
     Ok(())
 }
 
-/// Sizes of earlier published `SphanaLlmLoadOptions` layouts: before `tokenizer_path`.
-pub(crate) fn load_options_older_sizes() -> [usize; 2] {
+/// Sizes of earlier published `SphanaLlmLoadOptions` layouts: before `tokenizer_path`,
+/// before `max_decode_batch`, before `eos_token_ids`.
+pub(crate) fn load_options_older_sizes() -> [usize; 3] {
     [
         std::mem::offset_of!(SphanaLlmLoadOptions, tokenizer_path),
         std::mem::offset_of!(SphanaLlmLoadOptions, max_decode_batch),
+        std::mem::offset_of!(SphanaLlmLoadOptions, eos_token_ids),
     ]
 }
 
@@ -291,7 +311,42 @@ unsafe fn load_options_from_c(options: *const SphanaLlmLoadOptions) -> Result<Lo
         // SAFETY: as above.
         tokenizer_path: unsafe { optional_cstr_arg(o.tokenizer_path, "tokenizer_path") }?
             .map(PathBuf::from),
+        // SAFETY: the caller provides `eos_token_count` readable ids when non-NULL.
+        eos_token_ids: unsafe { eos_ids_from_c(o.eos_token_ids, o.eos_token_count) }?,
+        context_length: match o.context_length {
+            0 => None,
+            n => {
+                Some(usize::try_from(n).map_err(|_| {
+                    Error::InvalidArgument(format!("context_length {n} is too large"))
+                })?)
+            }
+        },
     })
+}
+
+/// The `eos_token_ids` load option: NULL is "not set"; every id must be non-negative (the
+/// vocabulary check happens at load, when the tokenizer is known).
+///
+/// # Safety
+/// `ids` must be NULL or valid for reads of `count` ids.
+unsafe fn eos_ids_from_c(ids: *const i32, count: u64) -> Result<Option<Vec<u32>>> {
+    if ids.is_null() {
+        return Ok(None);
+    }
+    if count > SPHANA_LLM_MAX_EOS_IDS {
+        return Err(Error::InvalidArgument(format!(
+            "eos_token_count {count} is larger than {SPHANA_LLM_MAX_EOS_IDS}"
+        )));
+    }
+    // SAFETY: forwarded contract; count is small.
+    let ids = unsafe { std::slice::from_raw_parts(ids, count as usize) };
+    ids.iter()
+        .map(|&id| {
+            u32::try_from(id)
+                .map_err(|_| Error::InvalidArgument(format!("eos_token_ids holds {id}")))
+        })
+        .collect::<Result<Vec<u32>>>()
+        .map(Some)
 }
 
 pub(crate) static MODELS: Lazy<Registry<Model>> = Lazy::new(|| Registry::new("model"));
@@ -402,6 +457,73 @@ pub unsafe extern "C" fn sphana_llm_execution_provider(
     })
 }
 
+/// The EOS set came from the `eos_token_ids` load option.
+pub const SPHANA_LLM_EOS_SOURCE_LOAD_OPTION: i32 = 1;
+/// The EOS set came from a `generation_config.json` (`eos_token_id`).
+pub const SPHANA_LLM_EOS_SOURCE_GENERATION_CONFIG: i32 = 2;
+/// The EOS set came from a `config.json` (`eos_token_id`).
+pub const SPHANA_LLM_EOS_SOURCE_CONFIG: i32 = 3;
+/// The EOS set came from `tokenizer_config.json` (`eos_token`).
+pub const SPHANA_LLM_EOS_SOURCE_TOKENIZER_CONFIG: i32 = 4;
+/// The EOS set is the tokenizer file's own end piece (SentencePiece `</s>`).
+pub const SPHANA_LLM_EOS_SOURCE_TOKENIZER_FILE: i32 = 5;
+/// No file names an EOS: the set was derived from the vocabulary's special end-of-turn /
+/// end-of-text tokens.
+pub const SPHANA_LLM_EOS_SOURCE_VOCABULARY: i32 = 6;
+/// No EOS: nothing names one and the vocabulary has none of the known end tokens.
+pub const SPHANA_LLM_EOS_SOURCE_NONE: i32 = 0;
+
+/// Writes where the EOS set (`sphana_llm_eos_ids`) came from to `*out_source`: one of
+/// `SPHANA_LLM_EOS_SOURCE_*`. When `path_buf` is non-NULL it also receives the file's path
+/// (NUL-terminated UTF-8; "" for the load option, the vocabulary or none) and `*out_len` its
+/// length without the NUL; a `capacity` too small returns `SPHANA_LLM_ERR_BUFFER_TOO_SMALL`
+/// with `*out_len` (and `*out_source`) set. `path_buf` NULL with capacity 0: only the source,
+/// and the path's length in `*out_len` when `out_len` is non-NULL. Thread-safe; errors:
+/// `SPHANA_LLM_ERR_INVALID_ARGUMENT` (NULL `out_source`, forged handle, `path_buf` without
+/// `out_len`, NULL `path_buf` with a capacity).
+#[no_mangle]
+pub unsafe extern "C" fn sphana_llm_eos_source(
+    model: *const SphanaLlmModel,
+    out_source: *mut i32,
+    path_buf: *mut c_char,
+    capacity: usize,
+    out_len: *mut usize,
+) -> i32 {
+    use crate::tokenizer::eos::EosSource;
+    guard(|| {
+        non_null(out_source, "out_source")?;
+        let source_only = path_buf.is_null() && capacity == 0;
+        if !source_only {
+            check_buffer(path_buf, capacity, out_len, "path_buf", "out_len")?;
+        }
+        let model = model_arg(model)?;
+        let source = model.tokenizer().eos_source();
+        let (kind, path) = match source {
+            EosSource::LoadOption => (SPHANA_LLM_EOS_SOURCE_LOAD_OPTION, None),
+            EosSource::GenerationConfig(p) => (SPHANA_LLM_EOS_SOURCE_GENERATION_CONFIG, Some(p)),
+            EosSource::ModelConfig(p) => (SPHANA_LLM_EOS_SOURCE_CONFIG, Some(p)),
+            EosSource::TokenizerConfig(p) => (SPHANA_LLM_EOS_SOURCE_TOKENIZER_CONFIG, Some(p)),
+            EosSource::TokenizerFile(p) => (SPHANA_LLM_EOS_SOURCE_TOKENIZER_FILE, Some(p)),
+            EosSource::Vocabulary => (SPHANA_LLM_EOS_SOURCE_VOCABULARY, None),
+            EosSource::None => (SPHANA_LLM_EOS_SOURCE_NONE, None),
+        };
+        let path = path
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out_source, kind) };
+        if source_only {
+            if !out_len.is_null() {
+                // SAFETY: non-NULL, caller-provided.
+                unsafe { write_out(out_len, path.len()) };
+            }
+            return Ok(());
+        }
+        // SAFETY: buffer checked above.
+        unsafe { fill_text(&path, path_buf, capacity, out_len) }
+    })
+}
+
 /// Writes the beginning-of-sequence id to `*out_id`, or -1 when the tokenizer has none.
 #[no_mangle]
 pub unsafe extern "C" fn sphana_llm_bos_id(model: *const SphanaLlmModel, out_id: *mut i32) -> i32 {
@@ -417,9 +539,15 @@ pub unsafe extern "C" fn sphana_llm_bos_id(model: *const SphanaLlmModel, out_id:
 
 /// Copies the end-of-sequence ids (generation stops on any of them) into `out_ids`.
 ///
-/// The set comes from `generation_config.json`, else `config.json`, else
-/// `tokenizer_config.json`'s eos_token, else the tokenizer itself (e.g. Llama 3.2 Instruct:
-/// 128001, 128008, 128009). It may be empty. `*out_count` receives the number of ids; with
+/// The set comes from, the first that names one: the `eos_token_ids` load option; the model
+/// directory's `generation_config.json`, then its `config.json` (these win over a tokenizer
+/// given with `tokenizer_path`); the tokenizer directory's `generation_config.json`,
+/// `config.json`, `tokenizer_config.json` `eos_token`; the tokenizer file's own end piece
+/// (SentencePiece `</s>`); else the vocabulary's special end-of-turn / end-of-text tokens
+/// (Llama 3 `<|end_of_text|>` `<|eom_id|>` `<|eot_id|>`, ChatML `<|im_end|>` `<|endoftext|>`,
+/// Gemma `<end_of_turn>` `<eos>`, `</s>`, Phi `<|end|>`, ...). `sphana_llm_eos_source` says
+/// which. E.g. Llama 3.2 Instruct: 128001, 128008, 128009. It may be empty. `*out_count`
+/// receives the number of ids; with
 /// `capacity` too small the call returns `SPHANA_LLM_ERR_BUFFER_TOO_SMALL` and writes only
 /// `*out_count` (pass NULL and 0 to ask for the count).
 #[no_mangle]

@@ -134,8 +134,9 @@ impl TokenizerConfig {
 /// The generation-relevant part of `generation_config.json` and `config.json`.
 #[derive(Debug, Clone, Default)]
 pub struct ModelConfig {
-    /// EOS ids from `generation_config.json`, else `config.json` (a set: any of them ends generation).
-    pub eos_token_ids: Option<Vec<u32>>,
+    /// EOS ids from `generation_config.json`, else `config.json` (a set: any of them ends
+    /// generation), with the file that named them.
+    pub eos_token_ids: Option<(Vec<u32>, super::eos::EosSource)>,
     /// Architecture fields from `config.json` (absent when there is no config.json).
     pub architecture: Option<ArchitectureConfig>,
 }
@@ -164,24 +165,23 @@ pub struct ArchitectureConfig {
 impl ModelConfig {
     /// Reads `generation_config.json` and `config.json` from `dir`; missing files are fine.
     pub fn read(dir: &Path) -> Result<Self> {
-        let generation = read_json_object(&dir.join("generation_config.json"))?;
+        use super::eos::EosSource;
+        let generation_path = dir.join("generation_config.json");
+        let generation = read_json_object(&generation_path)?;
         let config_path = dir.join("config.json");
         let config = read_json_object(&config_path)?;
-        let pick = |key: &str| -> Option<&Value> {
-            generation
-                .as_ref()
-                .and_then(|g| g.get(key))
+        let eos_of = |map: &Option<serde_json::Map<String, Value>>| {
+            map.as_ref()
+                .and_then(|m| m.get("eos_token_id"))
                 .filter(|v| !v.is_null())
-                .or_else(|| {
-                    config
-                        .as_ref()
-                        .and_then(|c| c.get(key))
-                        .filter(|v| !v.is_null())
-                })
+                .and_then(id_list)
+                .filter(|v| !v.is_empty())
         };
-        let eos_token_ids = pick("eos_token_id")
-            .and_then(id_list)
-            .filter(|v| !v.is_empty());
+        let eos_token_ids = eos_of(&generation)
+            .map(|ids| (ids, EosSource::GenerationConfig(generation_path.clone())))
+            .or_else(|| {
+                eos_of(&config).map(|ids| (ids, EosSource::ModelConfig(config_path.clone())))
+            });
         let architecture = match config {
             Some(map) => Some(
                 serde_json::from_value::<ArchitectureConfig>(Value::Object(map))

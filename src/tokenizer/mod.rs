@@ -4,9 +4,12 @@
 //! * [`sentencepiece`] — a SentencePiece `tokenizer.model` through the `sentencepiece` crate;
 //! * [`tiktoken`] — Llama 3's tiktoken rank file, rebuilt as byte-level BPE;
 //! * [`stream`] — incremental decoding that only ever yields complete UTF-8;
-//! * [`config`] — the JSON side files (`tokenizer_config.json`, `generation_config.json`, `config.json`).
+//! * [`config`] — the JSON side files (`tokenizer_config.json`, `generation_config.json`, `config.json`);
+//! * [`eos`] — the end-of-generation set and where it came from (derived from the vocabulary
+//!   when no file names one).
 
 pub mod config;
+pub mod eos;
 pub(crate) mod fast_bpe;
 pub(crate) mod hf_json;
 pub(crate) mod sentencepiece;
@@ -19,6 +22,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use self::config::{ModelConfig, TokenizerConfig};
+use self::eos::EosSource;
 use self::hf_json::HfTokenizer;
 use self::sentencepiece::SpmTokenizer;
 use crate::error::{Error, Result};
@@ -92,6 +96,7 @@ pub struct Tokenizer {
     vocab_size: usize,
     bos_id: Option<u32>,
     eos_ids: Vec<u32>,
+    eos_source: EosSource,
     special_ids: HashSet<u32>,
     special_tokens: Vec<(u32, String)>,
     chat_template: Option<String>,
@@ -220,6 +225,7 @@ impl Tokenizer {
             vocab_size: 0,
             bos_id: None,
             eos_ids: Vec::new(),
+            eos_source: EosSource::None,
             special_ids: HashSet::new(),
             special_tokens: Vec::new(),
             chat_template: tokenizer_config.chat_template.clone(),
@@ -242,7 +248,9 @@ impl Tokenizer {
 
     /// BOS: `tokenizer_config.json`'s `bos_token` when the key is present (`null`: none),
     /// else the tokenizer itself (the post-processor's leading special token, SentencePiece's BOS piece).
-    /// EOS set: `generation_config.json` → `config.json` → `tokenizer_config.json` → the tokenizer.
+    /// EOS set, the first that names one: `generation_config.json` → `config.json` →
+    /// `tokenizer_config.json`'s `eos_token` → the tokenizer file's own end piece (SentencePiece)
+    /// → the vocabulary's special end-of-turn/end-of-text tokens ([`eos::derive_from_vocabulary`]).
     fn resolve_bos_eos(
         &mut self,
         file: &Path,
@@ -273,22 +281,35 @@ impl Tokenizer {
                 let leading = hf
                     .leading_special_id()
                     .filter(|id| self.special_ids.contains(id));
-                let eos = match self.format {
-                    TokenizerFormat::Tiktoken => vec![128_001, 128_008, 128_009],
-                    _ => Vec::new(),
-                };
-                (leading, eos)
+                (leading, None)
             }
-            Backend::SentencePiece { spm, .. } => {
-                (spm.bos_id(), spm.eos_id().into_iter().collect())
-            }
+            Backend::SentencePiece { spm, .. } => (spm.bos_id(), spm.eos_id()),
         };
         self.bos_id = config_bos.unwrap_or(native_bos);
-        self.eos_ids = model_config
-            .eos_token_ids
-            .clone()
-            .or_else(|| config_eos.map(|id| vec![id]))
-            .unwrap_or(native_eos);
+        let tokenizer_config_path = || {
+            tokenizer_config
+                .path
+                .clone()
+                .unwrap_or_else(|| file.to_path_buf())
+        };
+        (self.eos_ids, self.eos_source) = if let Some((ids, source)) = &model_config.eos_token_ids {
+            (ids.clone(), source.clone())
+        } else if let Some(id) = config_eos {
+            (
+                vec![id],
+                EosSource::TokenizerConfig(tokenizer_config_path()),
+            )
+        } else if let Some(id) = native_eos {
+            (vec![id], EosSource::TokenizerFile(file.to_path_buf()))
+        } else {
+            let derived = eos::derive_from_vocabulary(&self.special_tokens);
+            let source = if derived.is_empty() {
+                EosSource::None
+            } else {
+                EosSource::Vocabulary
+            };
+            (derived, source)
+        };
         for &id in self.bos_id.iter().chain(&self.eos_ids) {
             if id as usize >= self.vocab_size {
                 return Err(Error::invalid_model(
@@ -438,6 +459,31 @@ impl Tokenizer {
     /// The end-of-sequence ids: generation stops on any of them.
     pub fn eos_ids(&self) -> &[u32] {
         &self.eos_ids
+    }
+
+    /// Where [`Tokenizer::eos_ids`] came from.
+    pub fn eos_source(&self) -> &EosSource {
+        &self.eos_source
+    }
+
+    /// Replaces the EOS set (the model directory's configuration or the `eos_token_ids` load
+    /// option outranks the tokenizer's own files). Every id must be in the vocabulary.
+    pub(crate) fn set_eos(&mut self, ids: Vec<u32>, source: EosSource) -> Result<()> {
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.vocab_size) {
+            let reason = format!(
+                "EOS id {bad} is outside the tokenizer's vocabulary of {}",
+                self.vocab_size
+            );
+            return Err(match &source {
+                EosSource::GenerationConfig(path) | EosSource::ModelConfig(path) => {
+                    Error::invalid_model(path, reason)
+                }
+                _ => Error::InvalidArgument(format!("{reason} ({source})")),
+            });
+        }
+        self.eos_ids = ids;
+        self.eos_source = source;
+        Ok(())
     }
 
     /// True for special (control) tokens.
