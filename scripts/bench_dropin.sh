@@ -14,7 +14,7 @@ assets="${SPHANA_LLM_ASSETS:-$root/assets}"
 out="$root/target/csharp-bench"
 dotnet="$assets/dotnet/dotnetcore2/bin/dotnet"
 command -v mcs >/dev/null && [ -x "$dotnet" ] || { echo "run csharp-bindings/test.sh first (mcs, mono, CoreCLR)" >&2; exit 1; }
-model=${1:-$assets/models/smollm2-135m-instruct}
+model=$(cd "${1:-$assets/models/smollm2-135m-instruct}" && pwd)
 [ $# -gt 0 ] && shift
 [ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release --lib
 mkdir -p "$out"

@@ -6,9 +6,13 @@
 pub mod chat;
 pub mod engine;
 pub mod error;
+#[doc(hidden)]
+pub mod fault;
 pub mod ffi;
 pub mod generation;
 pub mod model;
+pub mod model_config;
+pub(crate) mod side_files;
 pub mod tokenizer;
 
 pub use chat::{ChatMessage, ChatOptions};

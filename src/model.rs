@@ -7,7 +7,7 @@ use crate::chat::{ChatFormatter, ChatMessage, ChatOptions};
 use crate::engine::{find_onnx_file, Engine};
 use crate::error::{Error, Result};
 use crate::generation::{generate, Flow, GenerateParams, Generation};
-use crate::tokenizer::config::ModelConfig;
+use crate::model_config::ModelConfig;
 use crate::tokenizer::eos::EosSource;
 use crate::tokenizer::{EncodeOptions, Encoding, Tokenizer, TokenizerFormat};
 

@@ -1,7 +1,7 @@
 //! A panic inside an entry point becomes `SPHANA_LLM_ERR_INTERNAL` with a message, and the
 //! process — and every handle — goes on working.
 //!
-//! Panics are injected with the `test-hooks` feature (`sphana_llm::ffi::test_hooks`), so
+//! Panics are injected with the `test-hooks` feature (`sphana_llm::fault::test_hooks`), so
 //! this file only builds with `cargo test --features test-hooks --test panic`
 //! (`scripts/test.sh` runs it). Fail points: "entry" (inside every entry point's panic
 //! guard), "session_run" (a generation step while it holds the model's only ONNX Runtime
@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use micro::{generate, greedy, last_error, load, message, Generated, Handle, Prompt};
-use sphana_llm::ffi::test_hooks::{disarm, panic_at};
+use sphana_llm::fault::test_hooks::{disarm, panic_at};
 use sphana_llm::ffi::*;
 
 const HELLO: &[u8] = b"Hello world! The quick brown fox";

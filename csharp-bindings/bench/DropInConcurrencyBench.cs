@@ -37,14 +37,20 @@ internal sealed class QuietLogger : ILogger<LlmGeneratorModel>
 
 internal static class DropInConcurrencyBench
 {
-    // Plain completion prompts of the service's shape. SmolLM2 keeps answering past the first sentence
-    // on them, so every request generates close to max tokens and the two runs compare like with like.
+    // Plain completion prompts of the service's shape whose questions ask for a long answer, so every
+    // request generates (close to) max tokens and the two runs compare like with like: the ratio
+    // measures how decode steps share the weights, not how soon answers end. (Sphana's short factual
+    // questions end at EOS after 0-30 tokens; then the prompts' prefill, which runs alone on the
+    // session, and the ragged ends dominate, and four at once gave about 1.5x here.)
+    private const string Context =
+        "Answer the question based on the following context:\n\nContext (Score: 0.87): Paris is the capital and largest city of France. The Seine flows through it.\n\nQuestion: ";
+
     private static readonly string[] Prompts =
     {
-        "Answer the question based on the following context:\n\nContext (Score: 0.87): Paris is the capital and largest city of France.\n\nQuestion: Describe Paris in detail.\nAnswer:",
-        "Answer the question based on the following context:\n\nContext (Score: 0.91): The Seine flows through Paris.\n\nQuestion: Tell me everything about the Seine.\nAnswer:",
-        "Answer the question based on the following context:\n\nContext (Score: 0.66): Water boils at 100 degrees Celsius at sea level.\n\nQuestion: Explain why water boils.\nAnswer:",
-        "Answer the question based on the following context:\n\nContext (Score: 0.72): The Eiffel Tower was completed in 1889.\n\nQuestion: Write about the history of the Eiffel Tower.\nAnswer:",
+        Context + "Write a long essay about Paris, its history, its monuments and its people.\nAnswer:",
+        Context + "List twenty facts about the Seine river, one per line.\nAnswer:",
+        Context + "Explain in detail, step by step, how water boils.\nAnswer:",
+        Context + "Describe the history of the Eiffel Tower in many paragraphs.\nAnswer:",
     };
 
     private static int Main(string[] args)
@@ -60,6 +66,7 @@ internal static class DropInConcurrencyBench
             double best1 = 0;
             double best4 = 0;
             int batched = 0;
+            string lengths = "";
             for (int r = 0; r < rounds; r++)
             {
                 // One at a time.
@@ -78,9 +85,11 @@ internal static class DropInConcurrencyBench
                 double seconds = watch.Elapsed.TotalSeconds;
                 best4 = Math.Max(best4, tasks.Sum(t => t.Result.GeneratedTokens) / seconds);
                 batched = tasks.Sum(t => t.Result.BatchedSteps);
+                lengths = string.Join(" ", tasks.Select(t => t.Result.GeneratedTokens + "/" + t.Result.PromptTokens + " " + t.Result.FinishReason));
             }
             Console.WriteLine("{0}: one at a time {1:F1} tok/s, four at once {2:F1} tok/s: {3:F2}x ({4} batched decode steps in the last round; best of {5} rounds, {6} max tokens, max {7} at once)",
                 runtime, best1, best4, best4 / best1, batched, rounds, maxTokens, generator.MaxConcurrentGenerations);
+            Console.WriteLine("  generated/prompt tokens and finish of the four: " + lengths);
         }
         return 0;
     }

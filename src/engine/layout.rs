@@ -8,7 +8,7 @@ use ort::session::Session;
 use ort::value::{TensorElementType, ValueType};
 
 use crate::error::{Error, Result};
-use crate::tokenizer::config::ArchitectureConfig;
+use crate::model_config::ArchitectureConfig;
 
 /// Element type of the KV cache tensors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

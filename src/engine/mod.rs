@@ -24,7 +24,7 @@ use self::layout::DecoderLayout;
 use self::runtime::Runtime;
 use crate::error::{Error, Result};
 use crate::model::{ExecutionProvider, LoadOptions};
-use crate::tokenizer::config::ArchitectureConfig;
+use crate::model_config::ArchitectureConfig;
 
 pub(crate) fn ort_error(context: &str) -> impl Fn(ort::Error) -> Error + '_ {
     move |e| Error::Runtime(format!("{context}: {e}"))
@@ -521,7 +521,7 @@ impl Engine {
             .session
             .as_mut()
             .ok_or_else(|| Error::Internal("session pool returned no session".into()))?;
-        crate::ffi::fail_point("session_run");
+        crate::fault::fail_point("session_run");
         let started = Instant::now();
         let mut outputs = session.run(feeds).map_err(ort_error("running the model"))?;
         let run_time = started.elapsed();

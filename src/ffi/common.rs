@@ -1,5 +1,6 @@
 //! Status codes, the thread-local error message, argument checks and the handle registry.
 
+pub(crate) use crate::fault::fail_point;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{c_char, CStr, CString};
@@ -74,45 +75,6 @@ pub(crate) fn guard(body: impl FnOnce() -> Result<()>) -> i32 {
             let error = Error::Internal(format!("panic: {what}"));
             set_last_error(&error.to_string());
             error.status() as i32
-        }
-    }
-}
-
-/// A place where `tests/panic.rs` can inject a panic. Compiles to nothing unless the
-/// `test-hooks` cargo feature (off by default, never in a shipped build) is enabled.
-#[inline(always)]
-pub(crate) fn fail_point(_point: &'static str) {
-    #[cfg(feature = "test-hooks")]
-    test_hooks::hit(_point);
-}
-
-/// Fault injection for `tests/panic.rs`; exists only with the `test-hooks` feature.
-#[cfg(feature = "test-hooks")]
-#[doc(hidden)]
-pub mod test_hooks {
-    use std::cell::Cell;
-
-    thread_local! {
-        static ARMED: Cell<Option<&'static str>> = const { Cell::new(None) };
-    }
-
-    /// The next time this thread passes the fail point `point`, it panics (once).
-    /// Points: "entry" (every C entry point, inside its panic guard), "session_run" (a
-    /// generation step holding an ONNX Runtime session), "on_text" (delivering generated
-    /// text), "stream_push" (a streaming-decoder step holding the decoder's lock).
-    pub fn panic_at(point: &'static str) {
-        ARMED.with(|a| a.set(Some(point)));
-    }
-
-    /// Disarms this thread's fail point.
-    pub fn disarm() {
-        ARMED.with(|a| a.set(None));
-    }
-
-    pub(crate) fn hit(point: &'static str) {
-        if ARMED.with(|a| a.get()) == Some(point) {
-            disarm();
-            panic!("injected panic at {point}");
         }
     }
 }

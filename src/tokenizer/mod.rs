@@ -4,7 +4,7 @@
 //! * [`sentencepiece`] — a SentencePiece `tokenizer.model` through the `sentencepiece` crate;
 //! * [`tiktoken`] — Llama 3's tiktoken rank file, rebuilt as byte-level BPE;
 //! * [`stream`] — incremental decoding that only ever yields complete UTF-8;
-//! * [`config`] — the JSON side files (`tokenizer_config.json`, `generation_config.json`, `config.json`);
+//! * [`config`] — `tokenizer_config.json` (special tokens, chat template);
 //! * [`eos`] — the end-of-generation set and where it came from (derived from the vocabulary
 //!   when no file names one).
 
@@ -21,11 +21,12 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use self::config::{ModelConfig, TokenizerConfig};
+use self::config::TokenizerConfig;
 use self::eos::EosSource;
 use self::hf_json::HfTokenizer;
 use self::sentencepiece::SpmTokenizer;
 use crate::error::{Error, Result};
+use crate::model_config::ModelConfig;
 
 /// The on-disk tokenizer formats sphana-llm reads.
 #[repr(i32)]

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""The layering of src/, checked from its `use` lines: python3 scripts/check_layering.py
+
+* The C shell depends on the core, never the reverse: no file outside src/ffi/ (and the CLI)
+  refers to `crate::ffi`.
+* No import cycle between files of src/: every `crate::a::b` / `super::...` path is resolved to
+  the file that defines the module it names, and the graph of those file-to-file edges must be
+  acyclic (a module's `mod.rs` declaring its children is not an edge; a child using its parent is).
+
+Prints the graph's edges with -v. Exits 1 with the offending files or the cycle.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+
+PATH_RE = re.compile(r"\b((?:crate|super|self)(?:::[A-Za-z_][A-Za-z0-9_]*)+)")
+
+
+def module_of(path: Path) -> list[str]:
+    rel = path.relative_to(SRC).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] in ("mod", "lib"):
+        parts = parts[:-1]
+    return parts
+
+
+def file_of(module: list[str]) -> Path | None:
+    """The file defining `module` (a list of names under the crate), or None."""
+    if not module:
+        return SRC / "lib.rs"
+    base = SRC.joinpath(*module)
+    for candidate in (base.with_suffix(".rs"), base / "mod.rs"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def resolve(path: str, here: list[str]) -> Path | None:
+    parts = path.split("::")
+    if parts[0] == "crate":
+        module, names = [], parts[1:]
+    elif parts[0] == "self":
+        module, names = list(here), parts[1:]
+    else:
+        # `super` is the parent of the current module.
+        module = list(here)
+        names = parts
+        while names and names[0] == "super":
+            module = module[:-1]
+            names = names[1:]
+    # The longest prefix of the names that is a module file.
+    best = file_of(module)
+    for i in range(len(names)):
+        f = file_of(module + names[: i + 1])
+        if f is None:
+            break
+        best = f
+    return best
+
+
+def code_only(text: str) -> str:
+    """Drops comments (doc comments mention paths too)."""
+    return "\n".join(line.split("//", 1)[0] for line in text.splitlines())
+
+
+def main() -> int:
+    verbose = "-v" in sys.argv
+    files = [p for p in SRC.rglob("*.rs") if "bin" not in p.relative_to(SRC).parts]
+    edges: dict[Path, set[Path]] = {f: set() for f in files}
+    problems = []
+    for f in files:
+        here = module_of(f)
+        for path in PATH_RE.findall(code_only(f.read_text())):
+            target = resolve(path, here)
+            if target is None or target == f:
+                continue
+            edges[f].add(target)
+            in_ffi = f.is_relative_to(SRC / "ffi")
+            if not in_ffi and target.is_relative_to(SRC / "ffi"):
+                problems.append(f"{f.relative_to(ROOT)} uses the C shell ({path})")
+    # lib.rs only declares and re-exports: not part of the dependency graph.
+    lib = SRC / "lib.rs"
+    edges.pop(lib, None)
+    for f in edges:
+        edges[f].discard(lib)
+    if verbose:
+        for f in sorted(edges):
+            for t in sorted(edges[f]):
+                print(f"{f.relative_to(SRC)} -> {t.relative_to(SRC)}")
+    # Cycle search (iterative DFS with colours).
+    colour = {f: 0 for f in edges}
+    stack_path: list[Path] = []
+
+    def visit(f: Path) -> list[Path] | None:
+        colour[f] = 1
+        stack_path.append(f)
+        for t in sorted(edges.get(f, ())):
+            if colour.get(t, 2) == 1:
+                return stack_path[stack_path.index(t):] + [t]
+            if colour.get(t) == 0:
+                found = visit(t)
+                if found:
+                    return found
+        stack_path.pop()
+        colour[f] = 2
+        return None
+
+    for f in sorted(edges):
+        if colour[f] == 0:
+            cycle = visit(f)
+            if cycle:
+                problems.append("import cycle: " + " -> ".join(str(p.relative_to(SRC)) for p in cycle))
+                break
+    for p in problems:
+        print(p, file=sys.stderr)
+    if not problems:
+        n = sum(len(v) for v in edges.values())
+        print(f"layering ok: {len(edges)} files, {n} file-to-file imports, no cycle, nothing outside src/ffi uses it")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
