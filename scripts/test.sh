@@ -30,8 +30,9 @@ step "tokenizer goldens equal what the Python references produce now; nothing wr
 python3 scripts/make_tokenizer_golden.py --check
 git diff --exit-code --stat -- tests/golden/ || { echo "setup changed tests/golden/" >&2; exit 1; }
 
-step "cargo fmt --check / clippy -D warnings"
+step "cargo fmt --check / layering (scripts/check_layering.py) / clippy -D warnings"
 cargo fmt --all -- --check
+python3 scripts/check_layering.py
 cargo clippy --all-targets --locked -- -D warnings
 
 step "cargo test (ONNX Runtime 1.23.2)"

@@ -16,9 +16,10 @@ pub(crate) mod side_files;
 pub mod tokenizer;
 
 pub use chat::{ChatMessage, ChatOptions};
+pub use engine::{EngineOptions, ExecutionProvider};
 pub use error::{Error, Result, Status};
 pub use generation::{CancelToken, FinishReason, Flow, GenerateParams, GenerateStats, Generation};
-pub use model::{ExecutionProvider, LoadOptions, Model};
+pub use model::{LoadOptions, Model};
 pub use tokenizer::eos::EosSource;
 pub use tokenizer::{EncodeOptions, Encoding, Tokenizer, TokenizerFormat};
 

@@ -4,22 +4,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::chat::{ChatFormatter, ChatMessage, ChatOptions};
-use crate::engine::{find_onnx_file, Engine};
+pub use crate::engine::ExecutionProvider;
+use crate::engine::{find_onnx_file, Engine, EngineOptions};
 use crate::error::{Error, Result};
 use crate::generation::{generate, Flow, GenerateParams, Generation};
 use crate::model_config::ModelConfig;
 use crate::tokenizer::eos::EosSource;
 use crate::tokenizer::{EncodeOptions, Encoding, Tokenizer, TokenizerFormat};
-
-/// Where the model runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ExecutionProvider {
-    /// ONNX Runtime's CPU provider.
-    #[default]
-    Cpu,
-    /// ONNX Runtime's CUDA provider on `LoadOptions::device_id`.
-    Cuda,
-}
 
 /// Everything that can be set when loading a model. `Default` gives the documented defaults.
 #[derive(Debug, Clone)]
@@ -63,6 +54,22 @@ pub struct LoadOptions {
     /// generation is limited only by `max_new_tokens` (a model run past the length it was
     /// trained for gives meaningless text, or fails inside ONNX Runtime).
     pub context_length: Option<usize>,
+}
+
+impl LoadOptions {
+    /// The part of these options the engine is loaded with.
+    pub fn engine_options(&self) -> EngineOptions {
+        EngineOptions {
+            ort_library_path: self.ort_library_path.clone(),
+            intra_op_threads: self.intra_op_threads,
+            execution_provider: self.execution_provider,
+            device_id: self.device_id,
+            allow_cpu_fallback: self.allow_cpu_fallback,
+            session_count: self.session_count,
+            max_decode_batch: self.max_decode_batch,
+            context_length: self.context_length,
+        }
+    }
 }
 
 /// Default for [`LoadOptions::max_input_bytes`]: 256 MiB.
@@ -135,7 +142,7 @@ impl Model {
         let engine = match &onnx_file {
             Some(file) => {
                 let architecture = model_config.as_ref().and_then(|c| c.architecture.as_ref());
-                let engine = Engine::load(file, options, architecture)?;
+                let engine = Engine::load(file, &options.engine_options(), architecture)?;
                 check_vocabularies(&tokenizer, &engine, file)?;
                 Some(engine)
             }

@@ -23,7 +23,6 @@ use self::batch::{Batcher, DecodeSlot};
 use self::layout::DecoderLayout;
 use self::runtime::Runtime;
 use crate::error::{Error, Result};
-use crate::model::{ExecutionProvider, LoadOptions};
 use crate::model_config::ArchitectureConfig;
 
 pub(crate) fn ort_error(context: &str) -> impl Fn(ort::Error) -> Error + '_ {
@@ -113,6 +112,38 @@ impl Drop for PooledSession<'_> {
     }
 }
 
+/// Where the model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExecutionProvider {
+    /// ONNX Runtime's CPU provider.
+    #[default]
+    Cpu,
+    /// ONNX Runtime's CUDA provider on [`EngineOptions::device_id`].
+    Cuda,
+}
+
+/// What the engine is loaded with: the runtime, where and how the sessions run, batching and
+/// the context length. [`crate::LoadOptions`] builds it ([`crate::LoadOptions::engine_options`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineOptions {
+    /// Path of `libonnxruntime.so`; `None`: `ORT_DYLIB_PATH`, then next to this library.
+    pub ort_library_path: Option<PathBuf>,
+    /// ONNX Runtime intra-op threads; 0 lets ONNX Runtime decide.
+    pub intra_op_threads: usize,
+    /// CPU or CUDA.
+    pub execution_provider: ExecutionProvider,
+    /// CUDA device ordinal.
+    pub device_id: i32,
+    /// When CUDA cannot be enabled, run on CPU instead of failing the load.
+    pub allow_cpu_fallback: bool,
+    /// ONNX Runtime sessions (each holds its own copy of the weights); at least 1.
+    pub session_count: usize,
+    /// Most concurrent generations whose decode steps share one `session.run`.
+    pub max_decode_batch: usize,
+    /// Context length overriding `config.json`'s `max_position_embeddings`.
+    pub context_length: Option<usize>,
+}
+
 /// A loaded decoder.
 pub struct Engine {
     pool: SessionPool,
@@ -178,7 +209,7 @@ impl Engine {
     /// Loads `file` with the given options; `config` supplies dimensions the graph leaves symbolic.
     pub fn load(
         file: &Path,
-        options: &LoadOptions,
+        options: &EngineOptions,
         config: Option<&ArchitectureConfig>,
     ) -> Result<Self> {
         let runtime = runtime::runtime(options.ort_library_path.as_deref())?;
@@ -211,7 +242,7 @@ impl Engine {
     fn build_session(
         runtime: &Runtime,
         file: &Path,
-        options: &LoadOptions,
+        options: &EngineOptions,
     ) -> Result<(Session, ExecutionProvider)> {
         let fail = ort_error("configuring the ONNX Runtime session");
         let base = || -> Result<ort::session::builder::SessionBuilder> {

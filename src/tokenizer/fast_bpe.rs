@@ -17,6 +17,7 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use once_cell::sync::Lazy;
 use rustc_hash::FxHashMap;
 
+use super::byte_level::char_to_byte_map;
 use super::Encoding;
 use crate::error::{Error, Result};
 
@@ -468,15 +469,6 @@ impl FastBpe {
     }
 }
 
-/// GPT-2's byte → printable char map (as `tokenizers`' ByteLevel uses), inverted.
-pub(crate) fn char_to_byte_map() -> FxHashMap<char, u8> {
-    super::tiktoken::byte_to_char_map()
-        .iter()
-        .enumerate()
-        .map(|(byte, &c)| (c, byte as u8))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -638,7 +630,7 @@ pub(crate) fn for_tokenizer_json(bytes: &[u8]) -> Option<FastBpe> {
         return None;
     }
     let expected_pre = serde_json::json!([
-        {"type": "Split", "pattern": {"Regex": super::tiktoken::LLAMA3_SPLIT_PATTERN}, "behavior": "Isolated", "invert": false},
+        {"type": "Split", "pattern": {"Regex": super::byte_level::LLAMA3_SPLIT_PATTERN}, "behavior": "Isolated", "invert": false},
     ]);
     let pre = shape.pre_tokenizer.get("pretokenizers")?.as_array()?;
     let [split, byte_level] = pre.as_slice() else {
