@@ -317,11 +317,32 @@ fn run(
     parked: Vec<Caches>,
     active: &HashSet<u64>,
 ) -> Outcome {
-    let mut outcome = Outcome {
-        results: Err(String::new()),
-        resident: None,
-        parked: Vec::new(),
-    };
+    let mut newly_parked = Vec::new();
+    match step_batch(engine, batch, resident, parked, active, &mut newly_parked) {
+        Ok((results, resident)) => Outcome {
+            results: Ok(results),
+            resident: Some(resident),
+            parked: newly_parked,
+        },
+        Err(message) => Outcome {
+            results: Err(message),
+            resident: None,
+            parked: newly_parked,
+        },
+    }
+}
+
+/// [`run`]'s work: lays the caches out, runs the step, and returns each member's result with
+/// the batch's caches after it. Caches of absent members it parks go to `newly_parked` (kept
+/// even when a later part of the step fails).
+fn step_batch(
+    engine: &Engine,
+    batch: Vec<Pending>,
+    resident: Option<Caches>,
+    parked: Vec<Caches>,
+    active: &HashSet<u64>,
+    newly_parked: &mut Vec<Caches>,
+) -> std::result::Result<(Vec<(u64, StepResult)>, Caches), String> {
     let layout = engine.layout();
     let dtype = layout.kv_dtype;
     // Row order: the resident order when the batch is the resident batch, else arrival.
@@ -360,19 +381,17 @@ fn run(
                     .map(|row| (s, row))
             })
         };
-        let mut rows = Vec::with_capacity(batch.len());
-        for p in &batch {
-            match find(p.member) {
-                Some(found) => rows.push(found),
-                None => {
-                    outcome.results = Err(format!(
+        let rows = batch
+            .iter()
+            .map(|p| {
+                find(p.member).ok_or_else(|| {
+                    format!(
                         "internal error: the KV cache of generation {} is missing",
                         p.member
-                    ));
-                    return outcome;
-                }
-            }
-        }
+                    )
+                })
+            })
+            .collect::<std::result::Result<Vec<_>, String>>()?;
         // Resident rows of active members that are not stepping now: park them.
         if let Some(resident) = had_resident.then(|| &sources[0]) {
             for (row, &member) in resident.members.iter().enumerate() {
@@ -381,18 +400,14 @@ fn run(
                     continue;
                 }
                 let len = resident.lens[row];
-                match relayout(layout, dtype, &sources[..1], &[(0, row)], &[len], len) {
-                    Ok(kv) => outcome.parked.push(Caches {
-                        members: vec![member],
-                        lens: vec![len],
-                        width: len,
-                        kv,
-                    }),
-                    Err(e) => {
-                        outcome.results = Err(e.to_string());
-                        return outcome;
-                    }
-                }
+                let kv = relayout(layout, dtype, &sources[..1], &[(0, row)], &[len], len)
+                    .map_err(|e| e.to_string())?;
+                newly_parked.push(Caches {
+                    members: vec![member],
+                    lens: vec![len],
+                    width: len,
+                    kv,
+                });
             }
         }
         let lens: Vec<usize> = rows.iter().map(|&(s, r)| sources[s].lens[r]).collect();
@@ -403,17 +418,12 @@ fn run(
             [(s, 0)] if sources[s].members.len() == 1 && sources[s].width == width => {
                 sources.swap_remove(s)
             }
-            _ => match relayout(layout, dtype, &sources, &rows, &lens, width) {
-                Ok(kv) => Caches {
-                    members: batch.iter().map(|p| p.member).collect(),
-                    lens,
-                    width,
-                    kv,
-                },
-                Err(e) => {
-                    outcome.results = Err(e.to_string());
-                    return outcome;
-                }
+            _ => Caches {
+                members: batch.iter().map(|p| p.member).collect(),
+                kv: relayout(layout, dtype, &sources, &rows, &lens, width)
+                    .map_err(|e| e.to_string())?,
+                lens,
+                width,
             },
         }
     };
@@ -424,37 +434,32 @@ fn run(
         width,
         kv,
     } = caches;
-    match engine.run_batch(&ids, &lens, width, kv) {
-        Ok(output) => {
-            let rows = ids.len();
-            outcome.results = Ok(members
-                .iter()
-                .copied()
-                .zip(output.logits)
-                .map(|(member, logits)| {
-                    (
-                        member,
-                        StepResult {
-                            logits,
-                            run_time: output.run_time,
-                            batch_size: rows,
-                        },
-                    )
-                })
-                .collect());
-            outcome.resident = Some(Caches {
-                members,
-                lens: lens.iter().map(|l| l + 1).collect(),
-                width: width + 1,
-                kv: output.present,
-            });
-            outcome
-        }
-        Err(e) => {
-            outcome.results = Err(e.to_string());
-            outcome
-        }
-    }
+    let output = engine
+        .run_batch(&ids, &lens, width, kv)
+        .map_err(|e| e.to_string())?;
+    let rows = ids.len();
+    let results = members
+        .iter()
+        .copied()
+        .zip(output.logits)
+        .map(|(member, logits)| {
+            (
+                member,
+                StepResult {
+                    logits,
+                    run_time: output.run_time,
+                    batch_size: rows,
+                },
+            )
+        })
+        .collect();
+    let resident = Caches {
+        members,
+        lens: lens.iter().map(|l| l + 1).collect(),
+        width: width + 1,
+        kv: output.present,
+    };
+    Ok((results, resident))
 }
 
 /// Builds `[rows.len(), heads, width, dim]` tensors (key and value per layer) from rows of
