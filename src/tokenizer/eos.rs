@@ -54,22 +54,6 @@ pub enum EosSource {
     None,
 }
 
-impl EosSource {
-    /// A short stable name: `load_option`, `generation_config`, `config`, `tokenizer_config`,
-    /// `tokenizer_file`, `vocabulary` or `none`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            EosSource::LoadOption => "load_option",
-            EosSource::GenerationConfig(_) => "generation_config",
-            EosSource::ModelConfig(_) => "config",
-            EosSource::TokenizerConfig(_) => "tokenizer_config",
-            EosSource::TokenizerFile(_) => "tokenizer_file",
-            EosSource::Vocabulary => "vocabulary",
-            EosSource::None => "none",
-        }
-    }
-}
-
 impl fmt::Display for EosSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
