@@ -191,6 +191,36 @@
 #define SPHANA_LLM_EOS_SOURCE_NONE 0
 
 /**
+ * `SphanaLlmLoadOptions`, for `sphana_llm_struct_size`.
+ */
+#define SPHANA_LLM_STRUCT_LOAD_OPTIONS 1
+
+/**
+ * `SphanaLlmGenerateParams`, for `sphana_llm_struct_size`.
+ */
+#define SPHANA_LLM_STRUCT_GENERATE_PARAMS 2
+
+/**
+ * `SphanaLlmGenerateStats`, for `sphana_llm_struct_size`.
+ */
+#define SPHANA_LLM_STRUCT_GENERATE_STATS 3
+
+/**
+ * `SphanaLlmTokenSpan`, for `sphana_llm_struct_size`.
+ */
+#define SPHANA_LLM_STRUCT_TOKEN_SPAN 4
+
+/**
+ * `SphanaLlmTokenBatch`, for `sphana_llm_struct_size`.
+ */
+#define SPHANA_LLM_STRUCT_TOKEN_BATCH 5
+
+/**
+ * `SphanaLlmChatMessage`, for `sphana_llm_struct_size`.
+ */
+#define SPHANA_LLM_STRUCT_CHAT_MESSAGE 6
+
+/**
  * Tokenize flag: add BOS/EOS etc. as the tokenizer's configuration says
  * (the `tokenizer.json` post-processor, or `add_bos_token`/`add_eos_token`).
  */
@@ -782,6 +812,18 @@ int32_t sphana_llm_eos_ids(const struct SphanaLlmModel *model,
                            int32_t *out_ids,
                            size_t capacity,
                            size_t *out_count);
+
+/**
+ * Writes to `*out_size` the size in bytes (`sizeof`) of a struct of this library's
+ * version: `kind` is one of the `SPHANA_LLM_STRUCT_*` constants. A binding that declares
+ * the structs itself (C#, Python ctypes) compares its own sizes with these at start-up.
+ * Versioned structs also report their size in `struct_size` of their defaults; this
+ * function covers every public struct, including those the library only writes.
+ *
+ * Statuses: `SPHANA_LLM_OK`; `SPHANA_LLM_ERR_INVALID_ARGUMENT` when `out_size` is NULL or
+ * `kind` is not a known constant (`*out_size` is then left unchanged). Thread-safe.
+ */
+int32_t sphana_llm_struct_size(uint32_t kind, size_t *out_size);
 
 /**
  * Tokenizes UTF-8 text into ids.

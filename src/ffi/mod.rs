@@ -16,10 +16,12 @@ mod chat;
 mod common;
 mod generate;
 mod model;
+mod structs;
 mod tokenize;
 
 pub use self::chat::*;
 pub use self::common::*;
 pub use self::generate::*;
 pub use self::model::*;
+pub use self::structs::*;
 pub use self::tokenize::*;

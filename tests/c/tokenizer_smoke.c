@@ -453,6 +453,32 @@ int main(int argc, char **argv) {
     CHECK(sphana_llm_last_error() != NULL && sphana_llm_last_error()[0] == '\0',
           "last error is not empty before any failure: \"%s\"", sphana_llm_last_error());
 
+    /* ---- struct sizes: this compiler's layout of the header equals the library's ---- */
+    {
+        static const struct { uint32_t kind; size_t size; const char *name; } structs[] = {
+            {SPHANA_LLM_STRUCT_LOAD_OPTIONS, sizeof(SphanaLlmLoadOptions), "SphanaLlmLoadOptions"},
+            {SPHANA_LLM_STRUCT_GENERATE_PARAMS, sizeof(SphanaLlmGenerateParams), "SphanaLlmGenerateParams"},
+            {SPHANA_LLM_STRUCT_GENERATE_STATS, sizeof(SphanaLlmGenerateStats), "SphanaLlmGenerateStats"},
+            {SPHANA_LLM_STRUCT_TOKEN_SPAN, sizeof(SphanaLlmTokenSpan), "SphanaLlmTokenSpan"},
+            {SPHANA_LLM_STRUCT_TOKEN_BATCH, sizeof(SphanaLlmTokenBatch), "SphanaLlmTokenBatch"},
+            {SPHANA_LLM_STRUCT_CHAT_MESSAGE, sizeof(SphanaLlmChatMessage), "SphanaLlmChatMessage"},
+        };
+        for (size_t i = 0; i < sizeof structs / sizeof structs[0]; i++) {
+            size_t size = 0;
+            EXPECT_STATUS(sphana_llm_struct_size(structs[i].kind, &size), SPHANA_LLM_OK, structs[i].name);
+            CHECK(size == structs[i].size, "sizeof(%s): library %zu, header %zu", structs[i].name, size,
+                  structs[i].size);
+        }
+        size_t untouched = 12345;
+        EXPECT_ERROR(sphana_llm_struct_size(0, &untouched), SPHANA_LLM_ERR_INVALID_ARGUMENT, "struct kind",
+                     "struct_size of kind 0");
+        EXPECT_ERROR(sphana_llm_struct_size(7, &untouched), SPHANA_LLM_ERR_INVALID_ARGUMENT, "struct kind",
+                     "struct_size of kind 7");
+        CHECK(untouched == 12345, "a rejected struct_size call wrote %zu", untouched);
+        EXPECT_ERROR(sphana_llm_struct_size(SPHANA_LLM_STRUCT_LOAD_OPTIONS, NULL), SPHANA_LLM_ERR_INVALID_ARGUMENT,
+                     "out_size", "struct_size with NULL out_size");
+    }
+
     /* ---- load with NULL options ---- */
     SphanaLlmModel *m = NULL;
     EXPECT_STATUS(sphana_llm_load(arg("llama_dir"), NULL, &m), SPHANA_LLM_OK, "load llama3.2");
