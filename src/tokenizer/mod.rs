@@ -4,7 +4,8 @@
 //! * [`sentencepiece`] — a SentencePiece `tokenizer.model` through the `sentencepiece` crate;
 //! * [`tiktoken`] — Llama 3's tiktoken rank file, rebuilt as byte-level BPE;
 //! * [`stream`] — incremental decoding that only ever yields complete UTF-8;
-//! * `fast_bpe` — the Llama 3 byte-level BPE fast path; `byte_level` — the byte map and Llama 3
+//! * `fast_bpe` — the Llama 3 byte-level BPE fast path (split scanner, rank merge, eligibility
+//!   check of a `tokenizer.json`, one file each); `byte_level` — the byte map and Llama 3
 //!   constants the byte-level tokenizers share;
 //! * [`config`] — `tokenizer_config.json` (special tokens, chat template);
 //! * [`eos`] — the end-of-generation set and where it came from (derived from the vocabulary
