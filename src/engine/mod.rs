@@ -3,10 +3,12 @@
 //! * [`runtime`] — loading ONNX Runtime once per process;
 //! * [`layout`] — what the model's inputs and outputs are;
 //! * [`batch`] — continuous batching of the decode steps of concurrent generations;
+//! * `logits` — reading a row's last-position logits out of a run;
 //! * this module — the session pool and one forward step of a sequence.
 
 pub mod batch;
 pub mod layout;
+mod logits;
 pub mod runtime;
 
 use std::borrow::Cow;
@@ -376,10 +378,7 @@ impl Engine {
         }
         let total = width + 1;
         let tensor_error = ort_error("creating input tensors");
-        let mut mask = vec![0i64; rows * total];
-        for (row, &len) in lens.iter().enumerate() {
-            mask[row * total + (width - len)..(row + 1) * total].fill(1);
-        }
+        let mask = batch::plan::attention_mask(lens, width);
         let mut feeds: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
             Vec::with_capacity(4 + kv.len());
         feeds.push((
@@ -399,12 +398,9 @@ impl Engine {
         ));
         feeds.push((
             "position_ids".into(),
-            Tensor::from_array((
-                [rows, 1usize],
-                lens.iter().map(|&l| l as i64).collect::<Vec<_>>(),
-            ))
-            .map_err(&tensor_error)?
-            .into(),
+            Tensor::from_array(([rows, 1usize], batch::plan::position_ids(lens)))
+                .map_err(&tensor_error)?
+                .into(),
         ));
         if layout.has_use_cache_branch {
             feeds.push((
@@ -577,7 +573,7 @@ impl Engine {
     /// Row `row`'s last-position logits as float32 into `out`, checked against the width the
     /// graph declares.
     fn read_logits(&self, logits: &DynValue, row: usize, out: &mut Vec<f32>) -> Result<()> {
-        let vocab = batch::row_logits(logits, row, out)?;
+        let vocab = self::logits::row_logits(logits, row, out)?;
         match self.layout.logits_vocab {
             Some(expected) if vocab != expected => Err(Error::Runtime(format!(
                 "logits have width {vocab}, the graph declares {expected}"

@@ -1,0 +1,327 @@
+//! Continuous batching of decode steps: the generations running on one engine submit their
+//! next token here, and one `session.run` serves all of them.
+//!
+//! There is no scheduler thread. A generation that submits a step while no batch is being
+//! run becomes the *leader*: it waits (at most [`GATHER_WAIT`]) until every generation in
+//! its decode phase has submitted, takes up to `max_batch` steps in arrival order and runs
+//! them as one left-padded batch: each row's KV cache right-aligned to the longest,
+//! padding masked out through `attention_mask`, each row with its own `position_ids`.
+//! Generations join after their (solo) prefill and leave when they finish, between steps.
+//!
+//! While in the batch, a generation's KV cache belongs to the batcher. The caches of the
+//! last batch stay *resident* in the batched layout the model returned (`present` of one
+//! step is `past` of the next, with no copy) as long as the same generations keep stepping
+//! together; when the membership changes, the rows are re-laid out once (joining caches
+//! copied in, departed rows dropped, absent ones parked on their own until they return).
+//!
+//! Float models give each row the logits it would get alone up to float rounding, so greedy
+//! output matches a solo run; models quantized with `DynamicQuantizeLinear` compute one
+//! activation scale per tensor, i.e. per batch, and their results depend on the batch mates.
+//!
+//! * [`state`] — the scheduling state (join, leave, gather, take a batch, publish results);
+//! * [`plan`] — which cache rows a batch runs on, the padding, what is parked;
+//! * [`kv_rows`] — copying cache rows into a new layout;
+//! * this module — the threads' side: submitting a step, leading a batch, running it.
+
+mod kv_rows;
+pub(crate) mod plan;
+mod state;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use ort::value::DynValue;
+
+use self::kv_rows::relayout;
+use self::state::{Caches, Outcome, Pending, State, StepResult};
+use super::{Engine, Sequence};
+use crate::error::{Error, Result};
+
+/// Longest a leader waits for the other running generations to submit their step before
+/// it runs the batch without them (a slow text callback must not stall everyone).
+pub const GATHER_WAIT: Duration = Duration::from_millis(2);
+
+/// Default for [`crate::LoadOptions::max_decode_batch`].
+pub const DEFAULT_MAX_DECODE_BATCH: usize = 8;
+
+/// The decode-step combiner of one engine.
+pub(crate) struct Batcher {
+    max_batch: usize,
+    next_member: AtomicU64,
+    state: Mutex<State<DynValue>>,
+    changed: Condvar,
+}
+
+impl Batcher {
+    /// A batcher that runs at most `max_batch` steps together (at least 1).
+    pub(crate) fn new(max_batch: usize) -> Self {
+        Self {
+            max_batch: max_batch.max(1),
+            next_member: AtomicU64::new(0),
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// The most steps one batch runs.
+    pub(crate) fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<DynValue>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A generation's membership in its engine's batch, from the end of its prefill to its
+/// end. Dropping it leaves the batch (and frees the cache the batcher holds for it).
+pub struct DecodeSlot<'e> {
+    engine: &'e Engine,
+    /// `None` when the engine cannot batch: steps then run alone.
+    member: Option<u64>,
+    joined: bool,
+}
+
+impl<'e> DecodeSlot<'e> {
+    pub(super) fn new(engine: &'e Engine) -> Self {
+        let member = engine.batching_supported().then(|| {
+            let batcher = &engine.batcher;
+            let member = batcher.next_member.fetch_add(1, Ordering::Relaxed);
+            batcher.lock().join(member);
+            member
+        });
+        Self {
+            engine,
+            member,
+            joined: false,
+        }
+    }
+
+    /// Runs one decode step: `id` appended to `sequence`, batched with the steps other
+    /// generations on the same engine submit at the same time. On error the sequence must
+    /// not be stepped again.
+    pub fn step(&mut self, sequence: &mut Sequence, id: u32) -> Result<()> {
+        let Some(member) = self.member else {
+            return self.engine.forward(sequence, &[id]);
+        };
+        if sequence.past_len == 0 {
+            return Err(Error::Internal(
+                "a decode step before the prompt's forward pass".into(),
+            ));
+        }
+        let joining = if self.joined {
+            None
+        } else {
+            self.joined = true;
+            Some(Caches::single(
+                member,
+                sequence.past_len,
+                std::mem::take(&mut sequence.past),
+            ))
+        };
+        let batcher = &self.engine.batcher;
+        let mut state = batcher.lock();
+        state.submit(Pending {
+            member,
+            id,
+            joining,
+        });
+        batcher.changed.notify_all();
+        loop {
+            if let Some(result) = state.take_result(member) {
+                drop(state);
+                let output = result.map_err(Error::Runtime)?;
+                sequence.past_len += 1;
+                sequence.logits = output.logits;
+                sequence.run_time += output.run_time;
+                if output.batch_size > 1 {
+                    sequence.batched_steps += 1;
+                }
+                return Ok(());
+            }
+            if state.leading {
+                state = batcher
+                    .changed
+                    .wait(state)
+                    .unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            state.leading = true;
+            state = self.gather(state);
+            let taken = state.take_batch(batcher.max_batch);
+            drop(state);
+            let mut leader = Leader {
+                batcher,
+                members: taken.batch.iter().map(|p| p.member).collect(),
+                own: member,
+                outcome: None,
+            };
+            leader.outcome = Some(run(
+                self.engine,
+                taken.batch,
+                taken.resident,
+                taken.parked,
+                &taken.active,
+            ));
+            drop(leader);
+            state = batcher.lock();
+        }
+    }
+
+    /// Waits until every active generation has submitted (or the batch is full, or
+    /// [`GATHER_WAIT`] has passed).
+    fn gather<'s>(
+        &self,
+        mut state: MutexGuard<'s, State<DynValue>>,
+    ) -> MutexGuard<'s, State<DynValue>> {
+        let batcher = &self.engine.batcher;
+        let deadline = Instant::now() + GATHER_WAIT;
+        loop {
+            let now = Instant::now();
+            if state.gathered(batcher.max_batch) || now >= deadline {
+                return state;
+            }
+            state = batcher
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+impl Drop for DecodeSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(member) = self.member {
+            let batcher = &self.engine.batcher;
+            batcher.lock().leave(member);
+            batcher.changed.notify_all();
+        }
+    }
+}
+
+/// Publishes a batch's outcome — or, if the leader unwinds, an error for every member, so
+/// no follower waits forever.
+struct Leader<'b> {
+    batcher: &'b Batcher,
+    members: Vec<u64>,
+    /// The leader's own member id (no result is kept for it when it unwinds).
+    own: u64,
+    outcome: Option<Outcome<DynValue>>,
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        self.batcher
+            .lock()
+            .publish(&self.members, self.own, self.outcome.take());
+        self.batcher.changed.notify_all();
+    }
+}
+
+/// Runs `batch` (in its order) from the caches it needs: the resident batch, parked caches
+/// and the prefill caches of joining members. Keeps the resident layout when the batch is
+/// exactly its members; otherwise builds a new layout and parks resident rows of active
+/// members that are not in this batch.
+fn run(
+    engine: &Engine,
+    batch: Vec<Pending<DynValue>>,
+    resident: Option<Caches<DynValue>>,
+    parked: Vec<Caches<DynValue>>,
+    active: &HashSet<u64>,
+) -> Outcome<DynValue> {
+    let mut newly_parked = Vec::new();
+    match step_batch(engine, batch, resident, parked, active, &mut newly_parked) {
+        Ok((results, resident)) => Outcome {
+            results: Ok(results),
+            resident: Some(resident),
+            parked: newly_parked,
+        },
+        Err(message) => Outcome {
+            results: Err(message),
+            resident: None,
+            parked: newly_parked,
+        },
+    }
+}
+
+/// The results of a batched step, one per member, with the batch's caches after it.
+type StepOutput = (Vec<(u64, StepResult)>, Caches<DynValue>);
+
+/// [`run`]'s work: lays the caches out ([`plan::plan`], [`relayout`]), runs the step, and
+/// returns each member's result with the batch's caches after it. Caches of absent members
+/// it parks go to `newly_parked` (kept even when a later part of the step fails).
+fn step_batch(
+    engine: &Engine,
+    mut batch: Vec<Pending<DynValue>>,
+    resident: Option<Caches<DynValue>>,
+    parked: Vec<Caches<DynValue>>,
+    active: &HashSet<u64>,
+    newly_parked: &mut Vec<Caches<DynValue>>,
+) -> std::result::Result<StepOutput, String> {
+    let layout = engine.layout();
+    let members: Vec<u64> = batch.iter().map(|p| p.member).collect();
+    let caches = if plan::runs_in_place(&members, resident.as_ref()) {
+        // Row order: the resident order.
+        let resident = resident.expect("runs_in_place checked it");
+        batch.sort_by_key(|p| resident.row_of(p.member).unwrap_or(usize::MAX));
+        resident
+    } else {
+        // Sources: the old resident batch first, then parked and joining caches.
+        let resident_first = resident.is_some();
+        let mut sources: Vec<Caches<DynValue>> = resident.into_iter().collect();
+        sources.extend(parked);
+        sources.extend(batch.iter_mut().filter_map(|p| p.joining.take()));
+        let plan = plan::plan(&members, &sources, resident_first, active)?;
+        for &(row, member, len) in &plan.park {
+            let kv = relayout(layout, &sources[..1], &[(0, row)], &[len], len)
+                .map_err(|e| e.to_string())?;
+            newly_parked.push(Caches::single(member, len, kv));
+        }
+        match plan.reuse {
+            Some(s) => sources.swap_remove(s),
+            None => Caches {
+                members,
+                kv: relayout(layout, &sources, &plan.rows, &plan.lens, plan.width)
+                    .map_err(|e| e.to_string())?,
+                lens: plan.lens,
+                width: plan.width,
+            },
+        }
+    };
+    let ids: Vec<u32> = batch.iter().map(|p| p.id).collect();
+    let Caches {
+        members,
+        lens,
+        width,
+        kv,
+    } = caches;
+    let output = engine
+        .run_batch(&ids, &lens, width, kv)
+        .map_err(|e| e.to_string())?;
+    let rows = ids.len();
+    let results = members
+        .iter()
+        .copied()
+        .zip(output.logits)
+        .map(|(member, logits)| {
+            (
+                member,
+                StepResult {
+                    logits,
+                    run_time: output.run_time,
+                    batch_size: rows,
+                },
+            )
+        })
+        .collect();
+    let resident = Caches {
+        members,
+        lens: lens.iter().map(|l| l + 1).collect(),
+        width: width + 1,
+        kv: output.present,
+    };
+    Ok((results, resident))
+}
