@@ -7,16 +7,20 @@
 //! one handle is freed while two threads are still using it. Every concurrent result
 //! must equal the single-threaded one.
 
+#[path = "support/capi.rs"]
+mod capi;
 mod common;
 
 use std::collections::HashMap;
-use std::ffi::{c_char, CStr, CString};
 use std::path::Path;
-use std::ptr::{null, null_mut};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use capi::{
+    decode, last_error, stream, tokenize, tokenize_batch, tokenize_with_offsets, try_load_with,
+    try_tokenize, Handle,
+};
 use sphana_llm::ffi::*;
 
 const THREADS: usize = 16;
@@ -28,192 +32,9 @@ const FLAGS: [u32; 4] = [
     SPHANA_LLM_TOKENIZE_ADD_SPECIAL | SPHANA_LLM_TOKENIZE_PARSE_SPECIAL,
 ];
 
-/// A model handle that may cross threads (the C API documents handles as thread-safe).
-#[derive(Clone, Copy)]
-struct Handle(*mut SphanaLlmModel);
-unsafe impl Send for Handle {}
-unsafe impl Sync for Handle {}
-
-fn last_error() -> String {
-    unsafe { CStr::from_ptr(sphana_llm_last_error()) }
-        .to_string_lossy()
-        .into_owned()
-}
-
 fn load(path: &Path) -> Result<Handle, String> {
-    let c = CString::new(path.to_str().unwrap()).unwrap();
-    let mut model = null_mut();
-    match unsafe { sphana_llm_load(c.as_ptr(), null(), &mut model) } {
-        SPHANA_LLM_OK => Ok(Handle(model)),
-        status => Err(format!(
-            "load {}: {status}: {}",
-            path.display(),
-            last_error()
-        )),
-    }
-}
-
-/// Size query, then fill — both paths run concurrently.
-fn tokenize(m: Handle, text: &str, flags: u32) -> Result<Vec<i32>, i32> {
-    let mut n = 0usize;
-    let status = unsafe {
-        sphana_llm_tokenize(
-            m.0,
-            text.as_ptr().cast(),
-            text.len(),
-            flags,
-            null_mut(),
-            0,
-            &mut n,
-        )
-    };
-    if status != SPHANA_LLM_OK && status != SPHANA_LLM_ERR_BUFFER_TOO_SMALL {
-        return Err(status);
-    }
-    let mut ids = vec![0i32; n];
-    let status = unsafe {
-        sphana_llm_tokenize(
-            m.0,
-            text.as_ptr().cast(),
-            text.len(),
-            flags,
-            ids.as_mut_ptr(),
-            n,
-            &mut n,
-        )
-    };
-    if status != SPHANA_LLM_OK {
-        return Err(status);
-    }
-    ids.truncate(n);
-    Ok(ids)
-}
-
-/// Ids and their `[start, end)` byte spans.
-type IdsAndSpans = (Vec<i32>, Vec<(usize, usize)>);
-
-fn tokenize_with_offsets(m: Handle, text: &str, flags: u32) -> Result<IdsAndSpans, i32> {
-    let cap = text.len() + 4;
-    let mut ids = vec![0i32; cap];
-    let mut spans = vec![SphanaLlmTokenSpan::default(); cap];
-    let mut n = 0usize;
-    let status = unsafe {
-        sphana_llm_tokenize_with_offsets(
-            m.0,
-            text.as_ptr().cast(),
-            text.len(),
-            flags,
-            ids.as_mut_ptr(),
-            spans.as_mut_ptr(),
-            cap,
-            &mut n,
-        )
-    };
-    if status != SPHANA_LLM_OK {
-        return Err(status);
-    }
-    ids.truncate(n);
-    Ok((ids, spans[..n].iter().map(|s| (s.start, s.end)).collect()))
-}
-
-fn tokenize_batch(m: Handle, texts: &[&str], flags: u32) -> Result<Vec<Vec<i32>>, i32> {
-    let ptrs: Vec<*const c_char> = texts.iter().map(|t| t.as_ptr().cast()).collect();
-    let lens: Vec<usize> = texts.iter().map(|t| t.len()).collect();
-    let mut batch = SphanaLlmTokenBatch {
-        ids: null_mut(),
-        starts: null_mut(),
-        text_count: 0,
-    };
-    let status = unsafe {
-        sphana_llm_tokenize_batch(
-            m.0,
-            ptrs.as_ptr(),
-            lens.as_ptr(),
-            texts.len(),
-            flags,
-            &mut batch,
-        )
-    };
-    if status != SPHANA_LLM_OK {
-        return Err(status);
-    }
-    let starts = unsafe { std::slice::from_raw_parts(batch.starts, batch.text_count + 1) };
-    let all = unsafe { std::slice::from_raw_parts(batch.ids, starts[batch.text_count]) };
-    let out = starts
-        .windows(2)
-        .map(|w| all[w[0]..w[1]].to_vec())
-        .collect();
-    unsafe { sphana_llm_token_batch_free(&mut batch) };
-    Ok(out)
-}
-
-fn decode(m: Handle, ids: &[i32], flags: u32) -> Result<String, i32> {
-    let mut len = 0usize;
-    let status =
-        unsafe { sphana_llm_decode(m.0, ids.as_ptr(), ids.len(), flags, null_mut(), 0, &mut len) };
-    if status != SPHANA_LLM_OK && status != SPHANA_LLM_ERR_BUFFER_TOO_SMALL {
-        return Err(status);
-    }
-    let mut buf = vec![0u8; len + 1];
-    let status = unsafe {
-        sphana_llm_decode(
-            m.0,
-            ids.as_ptr(),
-            ids.len(),
-            flags,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut len,
-        )
-    };
-    if status != SPHANA_LLM_OK {
-        return Err(status);
-    }
-    buf.truncate(len);
-    String::from_utf8(buf).map_err(|_| SPHANA_LLM_ERR_INTERNAL)
-}
-
-/// Streams ids one at a time; every piece must be complete UTF-8.
-fn stream(m: Handle, ids: &[i32], flags: u32) -> Result<String, i32> {
-    let mut d = null_mut();
-    let status = unsafe { sphana_llm_stream_decoder_new(m.0, flags, &mut d) };
-    if status != SPHANA_LLM_OK {
-        return Err(status);
-    }
-    let mut text = String::new();
-    let mut result = Ok(());
-    for &id in ids {
-        let mut out = [0u8; 512];
-        let mut len = 0usize;
-        let status = unsafe {
-            sphana_llm_stream_decoder_push(d, id, out.as_mut_ptr().cast(), out.len(), &mut len)
-        };
-        if status != SPHANA_LLM_OK {
-            result = Err(status);
-            break;
-        }
-        match std::str::from_utf8(&out[..len]) {
-            Ok(piece) => text.push_str(piece),
-            Err(_) => {
-                result = Err(SPHANA_LLM_ERR_INTERNAL);
-                break;
-            }
-        }
-    }
-    if result.is_ok() {
-        let mut out = [0u8; 512];
-        let mut len = 0usize;
-        let status = unsafe {
-            sphana_llm_stream_decoder_flush(d, out.as_mut_ptr().cast(), out.len(), &mut len)
-        };
-        if status == SPHANA_LLM_OK {
-            text.push_str(std::str::from_utf8(&out[..len]).unwrap_or("\u{0}BAD"));
-        } else {
-            result = Err(status);
-        }
-    }
-    sphana_llm_stream_decoder_free(d);
-    result.map(|()| text)
+    try_load_with(path, None)
+        .map_err(|(status, e)| format!("load {}: {status}: {e}", path.display()))
 }
 
 /// Everything the threads compare against, per text and flag combination.
@@ -229,9 +50,9 @@ struct Reference {
 
 fn reference(m: Handle, text: &str, flags: u32) -> Reference {
     let what = |e: i32| format!("{text:?} flags {flags}: status {e}: {}", last_error());
-    let ids = tokenize(m, text, flags).unwrap_or_else(|e| panic!("{}", what(e)));
+    let ids = tokenize(m, text.as_bytes(), flags).unwrap_or_else(|e| panic!("{}", what(e)));
     let (offset_ids, spans) =
-        tokenize_with_offsets(m, text, flags).unwrap_or_else(|e| panic!("{}", what(e)));
+        tokenize_with_offsets(m, text.as_bytes(), flags).unwrap_or_else(|e| panic!("{}", what(e)));
     assert_eq!(offset_ids, ids, "{text:?}: tokenize_with_offsets ids");
     let decoded = decode(m, &ids, 0).unwrap_or_else(|e| panic!("{}", what(e)));
     let decoded_skip =
@@ -400,11 +221,11 @@ fn one_handle_many_threads() {
                 let (name, text) = &texts[ti];
                 let r = &refs[&(ti, flags)];
                 match rng.below(7) {
-                    0 | 1 => match tokenize(model, text, flags) {
+                    0 | 1 => match tokenize(model, text.as_bytes(), flags) {
                         Ok(ids) if ids == r.ids => {}
                         other => report(format!("tokenize {name} {flags}: {other:?}")),
                     },
-                    2 => match tokenize_with_offsets(model, text, flags) {
+                    2 => match tokenize_with_offsets(model, text.as_bytes(), flags) {
                         Ok((ids, spans)) if ids == r.ids && spans == r.spans => {}
                         other => report(format!("offsets {name} {flags}: {other:?}")),
                     },
@@ -412,7 +233,8 @@ fn one_handle_many_threads() {
                         let picks: Vec<usize> = (0..1 + rng.below(6))
                             .map(|_| rng.below(texts.len()))
                             .collect();
-                        let batch: Vec<&str> = picks.iter().map(|&i| texts[i].1.as_str()).collect();
+                        let batch: Vec<&[u8]> =
+                            picks.iter().map(|&i| texts[i].1.as_bytes()).collect();
                         match tokenize_batch(model, &batch, flags) {
                             Ok(all)
                                 if all.len() == picks.len()
@@ -508,7 +330,7 @@ fn one_handle_many_threads() {
                         break;
                     }
                 };
-                match tokenize(h, &paragraph, SPHANA_LLM_TOKENIZE_ADD_SPECIAL) {
+                match tokenize(h, paragraph.as_bytes(), SPHANA_LLM_TOKENIZE_ADD_SPECIAL) {
                     Ok(ids) if ids == want => {}
                     other => bad.push(format!("loader {i} {name}: {other:?}")),
                 }
@@ -546,7 +368,11 @@ fn one_handle_many_threads() {
         users.push(std::thread::spawn(move || -> Vec<String> {
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
-                match tokenize(doomed, &paragraph, SPHANA_LLM_TOKENIZE_ADD_SPECIAL) {
+                match try_tokenize(
+                    doomed,
+                    paragraph.as_bytes(),
+                    SPHANA_LLM_TOKENIZE_ADD_SPECIAL,
+                ) {
                     Ok(ids) if ids == want => {
                         calls.fetch_add(1, Ordering::Relaxed);
                     }

@@ -8,27 +8,19 @@
 //! its message is caught; cases that must succeed must leave the primer in place.
 //! After every case a valid handle must still tokenize the golden paragraph exactly.
 
+#[path = "support/capi.rs"]
+mod capi;
 mod common;
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, CString};
 use std::path::{Path, PathBuf};
 use std::ptr::{null, null_mut};
 
+use capi::{cpath, last_error, Handle};
 use sphana_llm::ffi::*;
 
 /// The status of the void entry points (`*_free`): only the message is checked.
 const VOID: i32 = i32::MIN;
-
-fn last_error() -> String {
-    // SAFETY: the library returns a valid NUL-terminated thread-local string.
-    unsafe { CStr::from_ptr(sphana_llm_last_error()) }
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn cpath(path: &Path) -> CString {
-    CString::new(path.to_str().expect("UTF-8 temp path")).unwrap()
-}
 
 fn golden_case<'a>(
     golden: &'a serde_json::Value,
@@ -53,67 +45,23 @@ fn golden_ids(golden: &serde_json::Value, input: &str, add: bool, parse: bool) -
 
 /// Loads through the C ABI; panics with the library's message on failure.
 fn load(path: &Path, options: Option<&SphanaLlmLoadOptions>) -> *mut SphanaLlmModel {
-    let c = cpath(path);
-    let mut model = null_mut();
-    let status = unsafe {
-        sphana_llm_load(
-            c.as_ptr(),
-            options.map_or(null(), |o| o as *const _),
-            &mut model,
-        )
-    };
-    assert_eq!(
-        status,
-        SPHANA_LLM_OK,
-        "loading {}: {}",
-        path.display(),
-        last_error()
-    );
-    model
+    match capi::try_load_with(path, options) {
+        Ok(model) => model.0,
+        Err((status, e)) => panic!("loading {}: status {status}: {e}", path.display()),
+    }
 }
 
-/// Tokenizes through the C ABI into a large buffer (one call: a size query would set the
-/// thread's message, which the cases that must succeed check is left alone).
+/// Tokenizes in one call (a size query would set the thread's message, which the cases
+/// that must succeed check is left alone).
 fn tokenize(model: *const SphanaLlmModel, text: &[u8], flags: u32) -> Result<Vec<i32>, String> {
-    let mut ids = vec![0i32; 4096];
-    let mut n = 0usize;
-    let status = unsafe {
-        sphana_llm_tokenize(
-            model,
-            text.as_ptr().cast(),
-            text.len(),
-            flags,
-            ids.as_mut_ptr(),
-            ids.len(),
-            &mut n,
-        )
-    };
-    if status != SPHANA_LLM_OK {
-        return Err(format!("status {status}: {}", last_error()));
-    }
-    ids.truncate(n);
-    Ok(ids)
+    capi::tokenize_into(Handle(model.cast_mut()), text, flags, 4096)
+        .map_err(|status| format!("status {status}: {}", last_error()))
 }
 
+/// Decodes in one call, for the same reason.
 fn decode(model: *const SphanaLlmModel, ids: &[i32], flags: u32) -> Result<Vec<u8>, String> {
-    let mut buf = vec![0u8; 4096];
-    let mut len = 0usize;
-    let status = unsafe {
-        sphana_llm_decode(
-            model,
-            ids.as_ptr(),
-            ids.len(),
-            flags,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut len,
-        )
-    };
-    if status != SPHANA_LLM_OK {
-        return Err(format!("status {status}: {}", last_error()));
-    }
-    buf.truncate(len);
-    Ok(buf)
+    capi::decode_into(Handle(model.cast_mut()), ids, flags, 4096)
+        .map_err(|status| format!("status {status}: {}", last_error()))
 }
 
 /// Everything the cases share. Dropping it frees the handles and removes the temp dir.
@@ -822,6 +770,78 @@ fn cases(fx: &Fixture) -> Vec<Case<'_>> {
                 Outcome::from(status).check(text == fx.emoji.as_bytes(), || {
                     format!("streamed {:?}", String::from_utf8_lossy(&text))
                 })
+            },
+        ),
+        // ---- struct sizes ----
+        case(
+            "struct_size: NULL out_size",
+            SPHANA_LLM_ERR_INVALID_ARGUMENT,
+            &["out_size"],
+            move || {
+                unsafe { sphana_llm_struct_size(SPHANA_LLM_STRUCT_GENERATE_STATS, null_mut()) }
+                    .into()
+            },
+        ),
+        case(
+            "struct_size: unknown kind 0",
+            SPHANA_LLM_ERR_INVALID_ARGUMENT,
+            &["unknown struct kind 0", "SPHANA_LLM_STRUCT_"],
+            move || {
+                let mut size = 77usize;
+                let status = unsafe { sphana_llm_struct_size(0, &mut size) };
+                Outcome::from(status).check(size == 77, || format!("a rejected call wrote {size}"))
+            },
+        ),
+        case(
+            "struct_size: unknown kind u32::MAX",
+            SPHANA_LLM_ERR_INVALID_ARGUMENT,
+            &["unknown struct kind 4294967295"],
+            move || {
+                let mut size = 77usize;
+                let status = unsafe { sphana_llm_struct_size(u32::MAX, &mut size) };
+                Outcome::from(status).check(size == 77, || format!("a rejected call wrote {size}"))
+            },
+        ),
+        case(
+            "struct_size: every kind is the size of its struct",
+            SPHANA_LLM_OK,
+            &[],
+            move || {
+                let kinds = [
+                    (
+                        SPHANA_LLM_STRUCT_LOAD_OPTIONS,
+                        std::mem::size_of::<SphanaLlmLoadOptions>(),
+                    ),
+                    (
+                        SPHANA_LLM_STRUCT_GENERATE_PARAMS,
+                        std::mem::size_of::<SphanaLlmGenerateParams>(),
+                    ),
+                    (
+                        SPHANA_LLM_STRUCT_GENERATE_STATS,
+                        std::mem::size_of::<SphanaLlmGenerateStats>(),
+                    ),
+                    (
+                        SPHANA_LLM_STRUCT_TOKEN_SPAN,
+                        std::mem::size_of::<SphanaLlmTokenSpan>(),
+                    ),
+                    (
+                        SPHANA_LLM_STRUCT_TOKEN_BATCH,
+                        std::mem::size_of::<SphanaLlmTokenBatch>(),
+                    ),
+                    (
+                        SPHANA_LLM_STRUCT_CHAT_MESSAGE,
+                        std::mem::size_of::<SphanaLlmChatMessage>(),
+                    ),
+                ];
+                let mut outcome = Outcome::from(SPHANA_LLM_OK);
+                for (kind, want) in kinds {
+                    let mut size = 0usize;
+                    let status = unsafe { sphana_llm_struct_size(kind, &mut size) };
+                    outcome = outcome.check(status == SPHANA_LLM_OK && size == want, || {
+                        format!("kind {kind}: status {status}, size {size}, want {want}")
+                    });
+                }
+                outcome
             },
         ),
         // ---- model facts ----

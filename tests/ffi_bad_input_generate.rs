@@ -13,6 +13,8 @@
 //! template) and the Llama 3.2 tokenizer loaded tokenizer-only, plus broken model
 //! directories written to a temp dir.
 
+#[path = "support/capi.rs"]
+mod capi;
 mod common;
 #[path = "support/micro.rs"]
 mod micro;
@@ -21,7 +23,8 @@ use std::ffi::{c_char, CString};
 use std::path::PathBuf;
 use std::ptr::{null, null_mut};
 
-use micro::{generate, greedy, last_error, load, message, try_load, Generated, Handle, Prompt};
+use capi::{generate, greedy, last_error, message, Generated, Handle, Prompt};
+use micro::{load, try_load};
 use sphana_llm::ffi::*;
 
 /// The status of the void entry points (`*_free`): only the message is checked.

@@ -4,18 +4,15 @@
 //! functions fill older and newer layouts without overrunning them, and unknown sizes
 //! are rejected with a message.
 
+#[path = "support/capi.rs"]
+mod capi;
 mod common;
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, CString};
 use std::ptr::null_mut;
 
+use capi::last_error;
 use sphana_llm::ffi::*;
-
-fn last_error() -> String {
-    unsafe { CStr::from_ptr(sphana_llm_last_error()) }
-        .to_string_lossy()
-        .into_owned()
-}
 
 const OLD_LOAD_OPTIONS_SIZE: usize = std::mem::offset_of!(SphanaLlmLoadOptions, tokenizer_path);
 /// The layout before `max_decode_batch`.

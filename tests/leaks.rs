@@ -14,6 +14,8 @@
 //! `LEAK_CYCLES` sets N (default 100). The same program runs under valgrind memcheck
 //! (1000 cycles, 0 bytes definitely lost) in `scripts/leak_check.sh`; see RELIABILITY.md.
 
+#[path = "support/capi.rs"]
+mod capi;
 mod common;
 #[path = "support/micro.rs"]
 mod micro;

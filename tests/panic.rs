@@ -10,6 +10,8 @@
 //! same results as before; a lost session would deadlock the next generation, so
 //! generations run on a watchdog.
 
+#[path = "support/capi.rs"]
+mod capi;
 mod common;
 #[path = "support/micro.rs"]
 mod micro;
@@ -19,7 +21,8 @@ use std::ptr::null_mut;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use micro::{generate, greedy, last_error, load, message, Generated, Handle, Prompt};
+use capi::{generate, greedy, last_error, message, Generated, Handle, Prompt};
+use micro::load;
 use sphana_llm::fault::test_hooks::{disarm, panic_at};
 use sphana_llm::ffi::*;
 
@@ -55,22 +58,12 @@ fn reference(m: Handle) -> Generated {
     })
 }
 
+/// One tokenize call: its status and ids (none on failure).
 fn tokenize(m: Handle, text: &[u8]) -> (i32, Vec<i32>) {
-    let mut ids = vec![0i32; 256];
-    let mut n = 0;
-    let status = unsafe {
-        sphana_llm_tokenize(
-            m.0,
-            text.as_ptr().cast(),
-            text.len(),
-            0,
-            ids.as_mut_ptr(),
-            256,
-            &mut n,
-        )
-    };
-    ids.truncate(if status == SPHANA_LLM_OK { n } else { 0 });
-    (status, ids)
+    match capi::tokenize_into(m, text, 0, 256) {
+        Ok(ids) => (SPHANA_LLM_OK, ids),
+        Err(status) => (status, Vec::new()),
+    }
 }
 
 #[test]
@@ -90,7 +83,7 @@ fn panics_become_internal_errors_and_the_process_goes_on() {
 
     panic_at("entry");
     let mut out = std::ptr::dangling_mut::<SphanaLlmModel>();
-    let c = micro::cpath(&micro::micro_dir());
+    let c = capi::cpath(&micro::micro_dir());
     let ort = micro::ort_cstring();
     let options = micro::options(&ort);
     assert_internal(

@@ -14,6 +14,8 @@
 //! `STRESS_OPS` sets the operations per thread (default 250; RELIABILITY.md records
 //! longer runs in release).
 
+#[path = "support/capi.rs"]
+mod capi;
 mod common;
 #[path = "support/micro.rs"]
 mod micro;
@@ -25,7 +27,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use micro::{generate, greedy, last_error, load, message, Generated, Handle, Prompt};
+use capi::{generate, greedy, last_error, message, Generated, Handle, Prompt};
+use micro::load;
 use sphana_llm::ffi::*;
 
 const THREADS: usize = 16;
@@ -86,71 +89,17 @@ fn stop_strings() -> ([CString; 2], [*const c_char; 2]) {
     (owned, ptrs)
 }
 
+/// The prompts' ids (ADD_SPECIAL), in one call: a victim handle may be freed meanwhile.
 fn tokenize(m: Handle, text: &[u8]) -> Result<Vec<i32>, i32> {
-    let mut ids = vec![0i32; 512];
-    let mut n = 0;
-    let status = unsafe {
-        sphana_llm_tokenize(
-            m.0,
-            text.as_ptr().cast(),
-            text.len(),
-            SPHANA_LLM_TOKENIZE_ADD_SPECIAL,
-            ids.as_mut_ptr(),
-            512,
-            &mut n,
-        )
-    };
-    if status != SPHANA_LLM_OK {
-        return Err(status);
-    }
-    ids.truncate(n);
-    Ok(ids)
+    capi::tokenize_into(m, text, SPHANA_LLM_TOKENIZE_ADD_SPECIAL, 512)
 }
 
 fn decode(m: Handle, ids: &[i32]) -> Result<String, i32> {
-    let mut buf = vec![0u8; 4096];
-    let mut len = 0;
-    let status = unsafe {
-        sphana_llm_decode(
-            m.0,
-            ids.as_ptr(),
-            ids.len(),
-            SPHANA_LLM_DECODE_SKIP_SPECIAL,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut len,
-        )
-    };
-    if status != SPHANA_LLM_OK {
-        return Err(status);
-    }
-    buf.truncate(len);
-    Ok(String::from_utf8(buf).unwrap())
+    capi::decode(m, ids, SPHANA_LLM_DECODE_SKIP_SPECIAL)
 }
 
 fn stream(m: Handle, ids: &[i32]) -> Result<String, i32> {
-    let mut d = null_mut();
-    let status =
-        unsafe { sphana_llm_stream_decoder_new(m.0, SPHANA_LLM_DECODE_SKIP_SPECIAL, &mut d) };
-    if status != SPHANA_LLM_OK {
-        return Err(status);
-    }
-    let mut text = Vec::new();
-    for &id in ids.iter().chain(std::iter::once(&-1)) {
-        let mut buf = [0u8; 256];
-        let mut len = 0;
-        let status = unsafe {
-            if id < 0 {
-                sphana_llm_stream_decoder_flush(d, buf.as_mut_ptr().cast(), 256, &mut len)
-            } else {
-                sphana_llm_stream_decoder_push(d, id, buf.as_mut_ptr().cast(), 256, &mut len)
-            }
-        };
-        assert_eq!(status, SPHANA_LLM_OK, "stream: {}", last_error());
-        text.extend_from_slice(&buf[..len]);
-    }
-    sphana_llm_stream_decoder_free(d);
-    Ok(String::from_utf8(text).unwrap())
+    capi::stream(m, ids, SPHANA_LLM_DECODE_SKIP_SPECIAL)
 }
 
 fn chat_messages(prompt: usize) -> [SphanaLlmChatMessage; 2] {
@@ -541,7 +490,7 @@ fn generation_from_many_threads_equals_single_threaded() {
         .unwrap_or_else(|_| panic!("no result within {watchdog:?}: deadlock?"));
     runner.join().unwrap();
     let ops = shared.ops.load(Ordering::Relaxed);
-    let batched = micro::BATCHED_STEPS.load(Ordering::Relaxed);
+    let batched = capi::BATCHED_STEPS.load(Ordering::Relaxed);
     println!(
         "{ops} operations on {THREADS} threads; {} cancelled mid-way; {} calls found the victim freed; {batched} decode steps batched with other generations",
         shared.cancelled_early.load(Ordering::Relaxed),

@@ -1,14 +1,16 @@
 //! The micro model (`scripts/make_micro_model.py`: a ~400-token byte-level BPE, a chat
 //! template and a 2-layer decoder with a 256-token context), built once per target
-//! directory, and small helpers the hardening tests share. Include with
-//! `#[path = "support/micro.rs"] mod micro;` (after `mod common;`).
+//! directory, and loading through the C ABI with the test ONNX Runtime. Include with
+//! `#[path = "support/micro.rs"] mod micro;` after `mod common;` and
+//! `#[path = "support/capi.rs"] mod capi;` (the C-ABI client it builds on).
 #![allow(dead_code)]
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use super::capi::{cpath, try_load_with, Handle};
 use sphana_llm::ffi::*;
 
 /// `<target-dir>/<profile>`: the test binary lives in its `deps/` folder.
@@ -71,23 +73,6 @@ pub fn micro_dir() -> PathBuf {
     .clone()
 }
 
-pub fn last_error() -> String {
-    // SAFETY: the library returns a valid NUL-terminated thread-local string.
-    unsafe { CStr::from_ptr(sphana_llm_last_error()) }
-        .to_string_lossy()
-        .into_owned()
-}
-
-pub fn cpath(path: &Path) -> CString {
-    CString::new(path.to_str().expect("UTF-8 path")).unwrap()
-}
-
-/// A model handle that may cross threads (the C API documents handles as thread-safe).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Handle(pub *mut SphanaLlmModel);
-unsafe impl Send for Handle {}
-unsafe impl Sync for Handle {}
-
 /// Load options pointing at the test ONNX Runtime (the CString must outlive the load).
 pub fn options(ort: &CString) -> SphanaLlmLoadOptions {
     let mut o = sphana_llm_load_options_default();
@@ -95,11 +80,13 @@ pub fn options(ort: &CString) -> SphanaLlmLoadOptions {
     o
 }
 
+/// The test ONNX Runtime's path as a C string.
 pub fn ort_cstring() -> CString {
     cpath(&super::common::ort_library())
 }
 
-/// Loads through the C ABI, returning the status and message on failure.
+/// Loads through the C ABI with the test ONNX Runtime, returning the status and message on
+/// failure.
 pub fn try_load(
     path: &Path,
     configure: impl FnOnce(&mut SphanaLlmLoadOptions),
@@ -107,178 +94,13 @@ pub fn try_load(
     let ort = ort_cstring();
     let mut o = options(&ort);
     configure(&mut o);
-    let c = cpath(path);
-    let mut model = std::ptr::null_mut();
-    match unsafe { sphana_llm_load(c.as_ptr(), &o, &mut model) } {
-        SPHANA_LLM_OK => Ok(Handle(model)),
-        status => Err((status, last_error())),
-    }
+    try_load_with(path, Some(&o))
 }
 
 /// Loads through the C ABI; panics with the library's message on failure.
 pub fn load(path: &Path, configure: impl FnOnce(&mut SphanaLlmLoadOptions)) -> Handle {
     try_load(path, configure)
         .unwrap_or_else(|(s, e)| panic!("loading {}: status {s}: {e}", path.display()))
-}
-
-/// What one generation returned.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Generated {
-    pub status: i32,
-    pub text: Option<String>,
-    pub ids: Vec<i32>,
-    pub finish: i32,
-    pub prompt_tokens: usize,
-    pub generated_tokens: usize,
-    /// The chunks the callback received.
-    pub chunks: Vec<String>,
-}
-
-/// The prompt of a generation call.
-#[derive(Clone, Copy)]
-pub enum Prompt<'a> {
-    Text(&'a [u8]),
-    Ids(&'a [i32]),
-    Chat(&'a [SphanaLlmChatMessage]),
-}
-
-struct CallbackState {
-    chunks: Vec<String>,
-    /// Return non-zero once this many chunks were received.
-    stop_after: usize,
-}
-
-unsafe extern "C" fn collect(text: *const c_char, len: usize, user: *mut std::ffi::c_void) -> i32 {
-    let state = unsafe { &mut *user.cast::<CallbackState>() };
-    let bytes = unsafe { std::slice::from_raw_parts(text.cast::<u8>(), len) };
-    state
-        .chunks
-        .push(String::from_utf8(bytes.to_vec()).expect("callback chunk is UTF-8"));
-    i32::from(state.chunks.len() >= state.stop_after)
-}
-
-/// Decode steps that ran batched with other generations, over every `generate` of this
-/// process (`SphanaLlmGenerateStats.batched_steps`).
-pub static BATCHED_STEPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// Generates with `params` (NULL when `None`), collecting the text, ids (up to 512),
-/// stats and callback chunks (`stop_after`: the callback asks to stop after that many).
-pub fn generate(
-    model: Handle,
-    prompt: Prompt<'_>,
-    params: Option<&mut SphanaLlmGenerateParams>,
-    stop_after: usize,
-) -> Generated {
-    let mut ids = vec![0i32; 512];
-    let params_ptr: *const SphanaLlmGenerateParams = match params {
-        Some(p) => {
-            if p.out_token_ids.is_null() && p.out_token_ids_capacity == 0 {
-                p.out_token_ids = ids.as_mut_ptr();
-                p.out_token_ids_capacity = ids.len();
-            }
-            p
-        }
-        None => std::ptr::null(),
-    };
-    let mut state = CallbackState {
-        chunks: Vec::new(),
-        stop_after,
-    };
-    let user = (&mut state as *mut CallbackState).cast();
-    let mut out: *mut c_char = std::ptr::null_mut();
-    let mut stats = SphanaLlmGenerateStats {
-        struct_size: std::mem::size_of::<SphanaLlmGenerateStats>() as u32,
-        finish_reason: -1,
-        ..Default::default()
-    };
-    let status = unsafe {
-        match prompt {
-            Prompt::Text(t) => sphana_llm_generate(
-                model.0,
-                t.as_ptr().cast(),
-                t.len(),
-                params_ptr,
-                Some(collect),
-                user,
-                &mut out,
-                &mut stats,
-            ),
-            Prompt::Ids(i) => sphana_llm_generate_from_ids(
-                model.0,
-                i.as_ptr(),
-                i.len(),
-                params_ptr,
-                Some(collect),
-                user,
-                &mut out,
-                &mut stats,
-            ),
-            Prompt::Chat(m) => sphana_llm_generate_chat(
-                model.0,
-                m.as_ptr(),
-                m.len(),
-                params_ptr,
-                Some(collect),
-                user,
-                &mut out,
-                &mut stats,
-            ),
-        }
-    };
-    let text = if out.is_null() {
-        None
-    } else {
-        // The text may hold NUL bytes (a generated U+0000): read `text_len` bytes.
-        let strlen = unsafe { CStr::from_ptr(out) }.to_bytes().len();
-        assert!(
-            stats.text_len >= strlen,
-            "text_len {} < strlen {strlen}",
-            stats.text_len
-        );
-        let bytes = unsafe { std::slice::from_raw_parts(out.cast::<u8>(), stats.text_len + 1) };
-        assert_eq!(bytes[stats.text_len], 0, "no NUL after text_len bytes");
-        let t = std::str::from_utf8(&bytes[..stats.text_len])
-            .expect("generated text is UTF-8")
-            .to_owned();
-        unsafe { sphana_llm_string_free(out) };
-        Some(t)
-    };
-    let n = if status == SPHANA_LLM_OK {
-        stats.generated_tokens.min(ids.len())
-    } else {
-        0
-    };
-    ids.truncate(n);
-    if status == SPHANA_LLM_OK {
-        BATCHED_STEPS.fetch_add(stats.batched_steps, std::sync::atomic::Ordering::Relaxed);
-    }
-    Generated {
-        status,
-        text,
-        ids,
-        finish: stats.finish_reason,
-        prompt_tokens: stats.prompt_tokens,
-        generated_tokens: stats.generated_tokens,
-        chunks: state.chunks,
-    }
-}
-
-/// Greedy parameters for `n` tokens, ignoring EOS.
-pub fn greedy(n: u32) -> SphanaLlmGenerateParams {
-    let mut p = sphana_llm_generate_params_default();
-    p.max_new_tokens = n;
-    p.ignore_eos = 1;
-    p
-}
-
-/// A chat message borrowing `role` and `content`.
-pub fn message(role: &'static str, content: &[u8]) -> SphanaLlmChatMessage {
-    SphanaLlmChatMessage {
-        role: role.as_ptr().cast(),
-        role_len: role.len(),
-        content: content.as_ptr().cast(),
-        content_len: content.len(),
-    }
 }
 
 /// A minimal ONNX model that is not a decoder: `y = Identity(x)` on a float tensor [4].
