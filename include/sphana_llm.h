@@ -14,6 +14,75 @@
  *    reported as SPHANA_LLM_ERR_INVALID_ARGUMENT.
  *  - Buffers the caller passes stay the caller's; memory the library returns is freed
  *    with the matching *_free function.
+ *  - Versioned structs (SphanaLlmLoadOptions, SphanaLlmGenerateParams,
+ *    SphanaLlmGenerateStats) start with struct_size: fill them from the library's
+ *    defaults, and older or newer callers keep working.
+ *
+ * A worked example: load a model directory, count a prompt's tokens, stream an answer.
+ * (Compiled and run by the tests; build with `cc example.c -lsphana_llm`. ONNX Runtime is
+ * found through ORT_DYLIB_PATH when ort_library_path is NULL.)
+ *
+ * ---- example.c ----
+ * #include "sphana_llm.h"
+ * #include <stdio.h>
+ * #include <stdlib.h>
+ * #include <string.h>
+ *
+ * // Receives the answer as it is generated: always complete UTF-8. Non-zero stops.
+ * static int32_t print_piece(const char *text, size_t len, void *user_data) {
+ *     (void)user_data;
+ *     fwrite(text, 1, len, stdout);
+ *     fflush(stdout);
+ *     return 0;
+ * }
+ *
+ * int main(int argc, char **argv) {
+ *     if (argc < 2) {
+ *         fprintf(stderr, "usage: %s MODEL_DIR [PROMPT]\n", argv[0]);
+ *         return 2;
+ *     }
+ *     const char *prompt = argc > 2 ? argv[2] : "The capital of France is";
+ *     SphanaLlmLoadOptions options = sphana_llm_load_options_default();
+ *     SphanaLlmModel *model = NULL;
+ *     if (sphana_llm_load(argv[1], &options, &model) != SPHANA_LLM_OK) {
+ *         fprintf(stderr, "load: %s\n", sphana_llm_last_error());
+ *         return 1;
+ *     }
+ *
+ *     // Tokenize: a size query (capacity 0 reports the count), then the fill.
+ *     size_t count = 0;
+ *     int32_t status = sphana_llm_tokenize(model, prompt, strlen(prompt),
+ *                                          SPHANA_LLM_TOKENIZE_ADD_SPECIAL, NULL, 0, &count);
+ *     int32_t *ids = status == SPHANA_LLM_ERR_BUFFER_TOO_SMALL ? malloc(count * sizeof *ids) : NULL;
+ *     if (ids != NULL)
+ *         status = sphana_llm_tokenize(model, prompt, strlen(prompt),
+ *                                      SPHANA_LLM_TOKENIZE_ADD_SPECIAL, ids, count, &count);
+ *     free(ids);
+ *     if (status != SPHANA_LLM_OK) {
+ *         fprintf(stderr, "tokenize: %s\n", sphana_llm_last_error());
+ *         sphana_llm_free(model);
+ *         return 1;
+ *     }
+ *     printf("%zu prompt tokens\n", count);
+ *
+ *     // Generate: greedy, at most 32 new tokens, streamed through the callback.
+ *     SphanaLlmGenerateParams params = sphana_llm_generate_params_default();
+ *     params.max_new_tokens = 32;
+ *     SphanaLlmGenerateStats stats = {.struct_size = sizeof stats};
+ *     char *text = NULL;
+ *     status = sphana_llm_generate(model, prompt, strlen(prompt), &params, print_piece, NULL,
+ *                                  &text, &stats);
+ *     if (status != SPHANA_LLM_OK) {
+ *         fprintf(stderr, "generate: %s\n", sphana_llm_last_error());
+ *         sphana_llm_free(model);
+ *         return 1;
+ *     }
+ *     printf("\n%zu tokens, finish reason %d\n", stats.generated_tokens, (int)stats.finish_reason);
+ *     sphana_llm_string_free(text);
+ *     sphana_llm_free(model);
+ *     return 0;
+ * }
+ * ---- end of example.c ----
  */
 
 #ifndef SPHANA_LLM_H
@@ -22,11 +91,42 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * Contents:
+ *   1. Versions and status codes
+ *   2. Loading a model
+ *   3. What a loaded model is
+ *   4. Tokenizing
+ *   5. Decoding and streaming
+ *   6. Generating
+ *   7. Chat
+ *   8. Errors and bindings
+ */
+
+#ifdef __cplusplus
+extern "C" {
+#endif  // __cplusplus
+
+/* --------------------------------------------------------------------------------------
+ * 1. Versions and status codes
+ *
+ * Every function returns one of these statuses (or nothing, for the *_free functions).
+ * -------------------------------------------------------------------------------------- */
 
 /**
  * Version of the C ABI described by this header. Bumped on any incompatible change.
  */
 #define SPHANA_LLM_ABI_VERSION 1
+
+/**
+ * The ABI version of the loaded library; compare with `SPHANA_LLM_ABI_VERSION`.
+ */
+uint32_t sphana_llm_abi_version(void);
+
+/**
+ * The library version, e.g. "0.1.0". Static storage; never free it.
+ */
+const char *sphana_llm_version(void);
 
 /**
  * Success.
@@ -94,30 +194,18 @@
  */
 #define SPHANA_LLM_ERR_INTERNAL -12
 
-/**
- * Finish reason: the model produced an end-of-sequence id.
- */
-#define SPHANA_LLM_FINISH_EOS 0
+/* --------------------------------------------------------------------------------------
+ * 2. Loading a model
+ *
+ * A model directory holds a tokenizer (tokenizer.json, tokenizer.model or a tiktoken
+ * rank file) and, for generation, an ONNX decoder. One handle serves any number of threads.
+ * -------------------------------------------------------------------------------------- */
 
 /**
- * Finish reason: the text reached one of the stop strings (not included in the text).
+ * An opaque, thread-safe model handle. One handle may be used by any number of threads
+ * at once; free it once, with `sphana_llm_free`, after every other call on it returned.
  */
-#define SPHANA_LLM_FINISH_STOP_STRING 1
-
-/**
- * Finish reason: `max_new_tokens` tokens were generated.
- */
-#define SPHANA_LLM_FINISH_LENGTH 2
-
-/**
- * Finish reason: cancelled by `sphana_llm_cancellation_cancel` or by the text callback.
- */
-#define SPHANA_LLM_FINISH_CANCELLED 3
-
-/**
- * Finish reason: the model's context window (config.json `max_position_embeddings`) is full.
- */
-#define SPHANA_LLM_FINISH_CONTEXT_FULL 4
+typedef struct SphanaLlmModel SphanaLlmModel;
 
 /**
  * Detect the tokenizer format (`tokenizer.json` wins over `tokenizer.model`).
@@ -153,262 +241,6 @@
  * Most ids `SphanaLlmLoadOptions.eos_token_ids` may hold.
  */
 #define SPHANA_LLM_MAX_EOS_IDS 4096
-
-/**
- * The EOS set came from the `eos_token_ids` load option.
- */
-#define SPHANA_LLM_EOS_SOURCE_LOAD_OPTION 1
-
-/**
- * The EOS set came from a `generation_config.json` (`eos_token_id`).
- */
-#define SPHANA_LLM_EOS_SOURCE_GENERATION_CONFIG 2
-
-/**
- * The EOS set came from a `config.json` (`eos_token_id`).
- */
-#define SPHANA_LLM_EOS_SOURCE_CONFIG 3
-
-/**
- * The EOS set came from `tokenizer_config.json` (`eos_token`).
- */
-#define SPHANA_LLM_EOS_SOURCE_TOKENIZER_CONFIG 4
-
-/**
- * The EOS set is the tokenizer file's own end piece (SentencePiece `</s>`).
- */
-#define SPHANA_LLM_EOS_SOURCE_TOKENIZER_FILE 5
-
-/**
- * No file names an EOS: the set was derived from the vocabulary's special end-of-turn /
- * end-of-text tokens.
- */
-#define SPHANA_LLM_EOS_SOURCE_VOCABULARY 6
-
-/**
- * No EOS: nothing names one and the vocabulary has none of the known end tokens.
- */
-#define SPHANA_LLM_EOS_SOURCE_NONE 0
-
-/**
- * `SphanaLlmLoadOptions`, for `sphana_llm_struct_size`.
- */
-#define SPHANA_LLM_STRUCT_LOAD_OPTIONS 1
-
-/**
- * `SphanaLlmGenerateParams`, for `sphana_llm_struct_size`.
- */
-#define SPHANA_LLM_STRUCT_GENERATE_PARAMS 2
-
-/**
- * `SphanaLlmGenerateStats`, for `sphana_llm_struct_size`.
- */
-#define SPHANA_LLM_STRUCT_GENERATE_STATS 3
-
-/**
- * `SphanaLlmTokenSpan`, for `sphana_llm_struct_size`.
- */
-#define SPHANA_LLM_STRUCT_TOKEN_SPAN 4
-
-/**
- * `SphanaLlmTokenBatch`, for `sphana_llm_struct_size`.
- */
-#define SPHANA_LLM_STRUCT_TOKEN_BATCH 5
-
-/**
- * `SphanaLlmChatMessage`, for `sphana_llm_struct_size`.
- */
-#define SPHANA_LLM_STRUCT_CHAT_MESSAGE 6
-
-/**
- * Tokenize flag: add BOS/EOS etc. as the tokenizer's configuration says
- * (the `tokenizer.json` post-processor, or `add_bos_token`/`add_eos_token`).
- */
-#define SPHANA_LLM_TOKENIZE_ADD_SPECIAL 1u
-
-/**
- * Tokenize flag: recognise special-token text such as "<|eot_id|>" in the input and
- * emit the special id. Without it such text is tokenized as ordinary text, which is how
- * retrieved documents and user input are kept from injecting control tokens.
- */
-#define SPHANA_LLM_TOKENIZE_PARSE_SPECIAL 2u
-
-/**
- * Decode flag: leave special tokens (BOS, EOS, chat markers) out of the text.
- */
-#define SPHANA_LLM_DECODE_SKIP_SPECIAL 1u
-
-/**
- * An opaque cancellation flag: create it, pass it in `SphanaLlmGenerateParams.cancel`,
- * and call `sphana_llm_cancellation_cancel` from any thread to end the generation within
- * one token. Once cancelled it stays cancelled.
- */
-typedef struct SphanaLlmCancellation SphanaLlmCancellation;
-
-/**
- * An opaque, thread-safe model handle. One handle may be used by any number of threads
- * at once; free it once, with `sphana_llm_free`, after every other call on it returned.
- */
-typedef struct SphanaLlmModel SphanaLlmModel;
-
-/**
- * An opaque streaming decoder: turns ids, one at a time, into complete UTF-8 text.
- */
-typedef struct SphanaLlmStreamDecoder SphanaLlmStreamDecoder;
-
-/**
- * One chat message: `role` ("system", "user", "assistant", ...) and `content`, each given
- * as UTF-8 bytes with an explicit length (not NUL-terminated).
- */
-typedef struct SphanaLlmChatMessage {
-  /**
-   * The role's bytes.
-   */
-  const char *role;
-  /**
-   * Length of `role` in bytes.
-   */
-  size_t role_len;
-  /**
-   * The content's bytes (NULL allowed when `content_len` is 0).
-   */
-  const char *content;
-  /**
-   * Length of `content` in bytes.
-   */
-  size_t content_len;
-} SphanaLlmChatMessage;
-
-/**
- * Generation parameters. Start from `sphana_llm_generate_params_default()`.
- */
-typedef struct SphanaLlmGenerateParams {
-  /**
-   * `sizeof(SphanaLlmGenerateParams)` as the caller compiled it.
-   */
-  uint32_t struct_size;
-  /**
-   * Most tokens to generate (default 256). The EOS that ends generation is not counted.
-   */
-  uint32_t max_new_tokens;
-  /**
-   * Softmax temperature; 0 (default) is greedy decoding. Must be finite and >= 0.
-   */
-  float temperature;
-  /**
-   * Keep the k most likely tokens; 0 (default) disables.
-   */
-  uint32_t top_k;
-  /**
-   * Nucleus sampling mass in (0, 1]; 1 (default) disables.
-   */
-  float top_p;
-  /**
-   * Drop tokens less likely than min_p x the most likely; in [0, 1), 0 (default) disables.
-   */
-  float min_p;
-  /**
-   * Repetition penalty over prompt and generated ids (> 0); 1 (default) disables.
-   */
-  float repetition_penalty;
-  /**
-   * Seed of the sampling RNG (default 0): the same seed gives the same output.
-   */
-  uint64_t seed;
-  /**
-   * `stop_string_count` NUL-terminated UTF-8 strings (at most 64, each 1..=1024 bytes);
-   * generation ends when the text contains one. May be NULL when the count is 0.
-   */
-  const char *const *stop_strings;
-  /**
-   * Number of stop strings.
-   */
-  size_t stop_string_count;
-  /**
-   * Non-zero: special-token text in the prompt (e.g. "<|im_start|>") becomes the special
-   * id. Default 0, so prompt text cannot inject control tokens.
-   */
-  uint32_t parse_special;
-  /**
-   * Non-zero (default): add BOS etc. to a text prompt as the tokenizer's configuration says.
-   * Ignored by `sphana_llm_generate_from_ids`.
-   */
-  uint32_t add_special;
-  /**
-   * Non-zero: keep generating past end-of-sequence ids (benchmarks). Default 0.
-   */
-  uint32_t ignore_eos;
-  /**
-   * Optional cancellation flag (NULL: none).
-   */
-  const struct SphanaLlmCancellation *cancel;
-  /**
-   * Optional buffer for the generated ids (NULL: not wanted); the first
-   * `out_token_ids_capacity` ids are written; `SphanaLlmGenerateStats.generated_tokens`
-   * tells how many there were in all.
-   */
-  int32_t *out_token_ids;
-  /**
-   * Capacity of `out_token_ids`.
-   */
-  size_t out_token_ids_capacity;
-} SphanaLlmGenerateParams;
-
-/**
- * Receives generated text as it becomes available: `len` bytes of complete UTF-8 at
- * `text` (also NUL-terminated), valid only during the call. Never part of a stop string.
- * Return 0 to continue, non-zero to stop (finish reason CANCELLED). Called on the thread
- * that called `sphana_llm_generate`.
- */
-typedef int32_t (*SphanaLlmTextCallback)(const char *text, size_t len, void *user_data);
-
-/**
- * Figures of one generation, written to the caller's struct (set `struct_size` first;
- * only the fields that fit in it are written).
- */
-typedef struct SphanaLlmGenerateStats {
-  /**
-   * `sizeof(SphanaLlmGenerateStats)` as the caller compiled it.
-   */
-  uint32_t struct_size;
-  /**
-   * One of `SPHANA_LLM_FINISH_*`.
-   */
-  int32_t finish_reason;
-  /**
-   * Tokens in the prompt (after BOS etc.).
-   */
-  size_t prompt_tokens;
-  /**
-   * Tokens generated (not counting the EOS that ended generation).
-   */
-  size_t generated_tokens;
-  /**
-   * Milliseconds of the prompt's forward pass.
-   */
-  double prefill_ms;
-  /**
-   * Milliseconds of all later steps.
-   */
-  double decode_ms;
-  /**
-   * Milliseconds inside ONNX Runtime's `session.run`, prefill included.
-   */
-  double session_run_ms;
-  /**
-   * Length in bytes of the whole generated text (`*out_text` without its terminating
-   * NUL). The text holds a NUL byte wherever the model generated U+0000, so read
-   * `*out_text` with this length rather than `strlen`. (Added after the first release:
-   * a caller whose `struct_size` ends before this field does not get it.)
-   */
-  size_t text_len;
-  /**
-   * Decode steps that shared one `session.run` with other generations on the same
-   * handle (continuous batching; see `SphanaLlmLoadOptions.max_decode_batch`). (Added
-   * after the first release.)
-   */
-  size_t batched_steps;
-} SphanaLlmGenerateStats;
 
 /**
  * Options for `sphana_llm_load`. Get the defaults from `sphana_llm_load_options_default()`
@@ -500,6 +332,218 @@ typedef struct SphanaLlmLoadOptions {
 } SphanaLlmLoadOptions;
 
 /**
+ * The default load options (`struct_size` already set), returned by value in this
+ * header's layout: use it when the header you compile against matches the library
+ * (`sphana_llm_abi_version()`); `sphana_llm_load_options_init` is safe across versions.
+ */
+struct SphanaLlmLoadOptions sphana_llm_load_options_default(void);
+
+/**
+ * Fills `*options` with the default load options for a struct of `struct_size` bytes
+ * (`sizeof(SphanaLlmLoadOptions)` of the header the caller compiled against) and sets its
+ * `struct_size`. Unlike `sphana_llm_load_options_default()`, which returns this library's
+ * layout by value, this is safe for a caller built against an older or newer header.
+ * Returns `SPHANA_LLM_OK` or `SPHANA_LLM_ERR_INVALID_ARGUMENT` (NULL, unknown size).
+ */
+int32_t sphana_llm_load_options_init(struct SphanaLlmLoadOptions *options, size_t struct_size);
+
+/**
+ * Loads a model directory or a single tokenizer file.
+ *
+ * `path`: NUL-terminated UTF-8 path of a model directory (tokenizer file(s), optional
+ * `*.onnx` decoder, `config.json`, `generation_config.json`, `tokenizer_config.json`) or of
+ * one tokenizer file (`tokenizer.json`, or a SentencePiece / tiktoken `tokenizer.model`).
+ * A directory without an ONNX model loads tokenizer-only; generation then fails with
+ * `SPHANA_LLM_ERR_UNSUPPORTED`.
+ * `options`: NULL for the defaults, else see `SphanaLlmLoadOptions`.
+ * `out_model`: receives the new handle; left untouched on failure.
+ *
+ * Returns `SPHANA_LLM_OK`; `SPHANA_LLM_ERR_INVALID_ARGUMENT` (NULL path/out_model, bad
+ * options); `SPHANA_LLM_ERR_INVALID_UTF8` (path); `SPHANA_LLM_ERR_IO` (missing path, no
+ * tokenizer file); `SPHANA_LLM_ERR_INVALID_MODEL` (corrupt, truncated or unknown file
+ * contents, configuration naming ids outside the vocabulary); `SPHANA_LLM_ERR_RUNTIME`
+ * (ONNX Runtime missing or too old, model rejected by it); `SPHANA_LLM_ERR_UNSUPPORTED`.
+ *
+ * Thread-safe. The handle must be released with `sphana_llm_free`.
+ */
+int32_t sphana_llm_load(const char *path,
+                        const struct SphanaLlmLoadOptions *options,
+                        struct SphanaLlmModel **out_model);
+
+/**
+ * Frees a model. NULL is a no-op. Calls still running on the handle in other threads
+ * finish normally; the memory is released when the last one returns. Freeing a handle
+ * twice is detected and ignored (the error message is set).
+ */
+void sphana_llm_free(struct SphanaLlmModel *model);
+
+/* --------------------------------------------------------------------------------------
+ * 3. What a loaded model is
+ *
+ * Facts of a handle: vocabulary, tokenizer format, execution provider, special tokens,
+ * where the end-of-generation set came from, the context window, the decode batch.
+ * -------------------------------------------------------------------------------------- */
+
+/**
+ * Writes the vocabulary size (all ids including added/special tokens) to `*out_size`.
+ *
+ * Returns `SPHANA_LLM_OK` or `SPHANA_LLM_ERR_INVALID_ARGUMENT` (bad handle, NULL out_size).
+ */
+int32_t sphana_llm_vocab_size(const struct SphanaLlmModel *model, size_t *out_size);
+
+/**
+ * Writes the tokenizer format that was loaded (`SPHANA_LLM_FORMAT_*`) to `*out_format`.
+ */
+int32_t sphana_llm_tokenizer_format(const struct SphanaLlmModel *model, int32_t *out_format);
+
+/**
+ * Writes the execution provider the model runs on (`SPHANA_LLM_PROVIDER_*`) to
+ * `*out_provider`: CPU after a permitted CUDA fallback. `SPHANA_LLM_ERR_UNSUPPORTED` for a
+ * tokenizer-only model.
+ */
+int32_t sphana_llm_execution_provider(const struct SphanaLlmModel *model, int32_t *out_provider);
+
+/**
+ * Writes the beginning-of-sequence id to `*out_id`, or -1 when the tokenizer has none.
+ */
+int32_t sphana_llm_bos_id(const struct SphanaLlmModel *model, int32_t *out_id);
+
+/**
+ * Copies the end-of-sequence ids (generation stops on any of them) into `out_ids`.
+ *
+ * The set comes from, the first that names one: the `eos_token_ids` load option; the model
+ * directory's `generation_config.json`, then its `config.json` (these win over a tokenizer
+ * given with `tokenizer_path`); the tokenizer directory's `generation_config.json`,
+ * `config.json`, `tokenizer_config.json` `eos_token`; the tokenizer file's own end piece
+ * (SentencePiece `</s>`); else the vocabulary's special end-of-turn / end-of-text tokens
+ * (Llama 3 `<|end_of_text|>` `<|eom_id|>` `<|eot_id|>`, ChatML `<|im_end|>` `<|endoftext|>`,
+ * Gemma `<end_of_turn>` `<eos>`, `</s>`, Phi `<|end|>`, ...). `sphana_llm_eos_source` says
+ * which. E.g. Llama 3.2 Instruct: 128001, 128008, 128009. It may be empty. `*out_count`
+ * receives the number of ids; with
+ * `capacity` too small the call returns `SPHANA_LLM_ERR_BUFFER_TOO_SMALL` and writes only
+ * `*out_count` (pass NULL and 0 to ask for the count).
+ */
+int32_t sphana_llm_eos_ids(const struct SphanaLlmModel *model,
+                           int32_t *out_ids,
+                           size_t capacity,
+                           size_t *out_count);
+
+/**
+ * The EOS set came from the `eos_token_ids` load option.
+ */
+#define SPHANA_LLM_EOS_SOURCE_LOAD_OPTION 1
+
+/**
+ * The EOS set came from a `generation_config.json` (`eos_token_id`).
+ */
+#define SPHANA_LLM_EOS_SOURCE_GENERATION_CONFIG 2
+
+/**
+ * The EOS set came from a `config.json` (`eos_token_id`).
+ */
+#define SPHANA_LLM_EOS_SOURCE_CONFIG 3
+
+/**
+ * The EOS set came from `tokenizer_config.json` (`eos_token`).
+ */
+#define SPHANA_LLM_EOS_SOURCE_TOKENIZER_CONFIG 4
+
+/**
+ * The EOS set is the tokenizer file's own end piece (SentencePiece `</s>`).
+ */
+#define SPHANA_LLM_EOS_SOURCE_TOKENIZER_FILE 5
+
+/**
+ * No file names an EOS: the set was derived from the vocabulary's special end-of-turn /
+ * end-of-text tokens.
+ */
+#define SPHANA_LLM_EOS_SOURCE_VOCABULARY 6
+
+/**
+ * No EOS: nothing names one and the vocabulary has none of the known end tokens.
+ */
+#define SPHANA_LLM_EOS_SOURCE_NONE 0
+
+/**
+ * Writes where the EOS set (`sphana_llm_eos_ids`) came from to `*out_source`: one of
+ * `SPHANA_LLM_EOS_SOURCE_*`. When `path_buf` is non-NULL it also receives the file's path
+ * (NUL-terminated UTF-8; "" for the load option, the vocabulary or none) and `*out_len` its
+ * length without the NUL; a `capacity` too small returns `SPHANA_LLM_ERR_BUFFER_TOO_SMALL`
+ * with `*out_len` (and `*out_source`) set. `path_buf` NULL with capacity 0: only the source,
+ * and the path's length in `*out_len` when `out_len` is non-NULL. Thread-safe; errors:
+ * `SPHANA_LLM_ERR_INVALID_ARGUMENT` (NULL `out_source`, forged handle, `path_buf` without
+ * `out_len`, NULL `path_buf` with a capacity).
+ */
+int32_t sphana_llm_eos_source(const struct SphanaLlmModel *model,
+                              int32_t *out_source,
+                              char *path_buf,
+                              size_t capacity,
+                              size_t *out_len);
+
+/**
+ * Writes the model's context length (the `context_length` load option, else config.json
+ * `max_position_embeddings`; 0 when unknown: then only `max_new_tokens` limits a
+ * generation) to `*out_length`. `SPHANA_LLM_ERR_UNSUPPORTED` for a tokenizer-only model.
+ */
+int32_t sphana_llm_context_length(const struct SphanaLlmModel *model, size_t *out_length);
+
+/**
+ * Writes how many concurrent generations on this handle share one decode step to
+ * `*out_batch`: the `max_decode_batch` load option, or 1 for a model that cannot be batched
+ * (no KV cache, `attention_mask` or `position_ids`). Generations beyond it take turns.
+ * `SPHANA_LLM_ERR_UNSUPPORTED` for a tokenizer-only model. Thread-safe.
+ */
+int32_t sphana_llm_max_decode_batch(const struct SphanaLlmModel *model, size_t *out_batch);
+
+/* --------------------------------------------------------------------------------------
+ * 4. Tokenizing
+ *
+ * Text to ids into caller buffers (a size query first: capacity 0 reports the count),
+ * with byte offsets, or many texts at once; token lookups.
+ * -------------------------------------------------------------------------------------- */
+
+/**
+ * Tokenize flag: add BOS/EOS etc. as the tokenizer's configuration says
+ * (the `tokenizer.json` post-processor, or `add_bos_token`/`add_eos_token`).
+ */
+#define SPHANA_LLM_TOKENIZE_ADD_SPECIAL 1u
+
+/**
+ * Tokenize flag: recognise special-token text such as "<|eot_id|>" in the input and
+ * emit the special id. Without it such text is tokenized as ordinary text, which is how
+ * retrieved documents and user input are kept from injecting control tokens.
+ */
+#define SPHANA_LLM_TOKENIZE_PARSE_SPECIAL 2u
+
+/**
+ * Tokenizes UTF-8 text into ids.
+ *
+ * `text`: `text_len` bytes of UTF-8, not NUL-terminated; may be NULL when `text_len` is 0.
+ * `flags`: `SPHANA_LLM_TOKENIZE_ADD_SPECIAL` and/or `SPHANA_LLM_TOKENIZE_PARSE_SPECIAL`.
+ * `out_ids`: room for `capacity` ids; may be NULL when `capacity` is 0.
+ * `out_count`: receives the number of ids — also when the buffer is too small.
+ *
+ * Ask for the size, then fill:
+ * ```c
+ * size_t n = 0;
+ * sphana_llm_tokenize(m, text, len, flags, NULL, 0, &n);   // SPHANA_LLM_ERR_BUFFER_TOO_SMALL unless n == 0
+ * int32_t *ids = malloc(n * sizeof *ids);
+ * sphana_llm_tokenize(m, text, len, flags, ids, n, &n);    // SPHANA_LLM_OK
+ * ```
+ * Returns `SPHANA_LLM_OK`; `SPHANA_LLM_ERR_BUFFER_TOO_SMALL` (nothing but `*out_count` written);
+ * `SPHANA_LLM_ERR_INVALID_ARGUMENT` (bad handle, NULL pointers, unknown flags);
+ * `SPHANA_LLM_ERR_INVALID_UTF8`; `SPHANA_LLM_ERR_LIMIT_EXCEEDED` (text over max_input_bytes).
+ * Thread-safe; many threads may tokenize on one handle at once.
+ */
+int32_t sphana_llm_tokenize(const struct SphanaLlmModel *model,
+                            const char *text,
+                            size_t text_len,
+                            uint32_t flags,
+                            int32_t *out_ids,
+                            size_t capacity,
+                            size_t *out_count);
+
+/**
  * The byte range `[start, end)` of one token in the tokenized text.
  * Tokens added by `SPHANA_LLM_TOKENIZE_ADD_SPECIAL` have an empty range.
  */
@@ -513,6 +557,20 @@ typedef struct SphanaLlmTokenSpan {
    */
   size_t end;
 } SphanaLlmTokenSpan;
+
+/**
+ * Like `sphana_llm_tokenize`, and also writes each token's byte range in `text` to
+ * `out_spans` (same capacity as `out_ids`; both NULL when capacity is 0). Byte-level
+ * tokens that hold part of a multi-byte character report the whole character's range.
+ */
+int32_t sphana_llm_tokenize_with_offsets(const struct SphanaLlmModel *model,
+                                         const char *text,
+                                         size_t text_len,
+                                         uint32_t flags,
+                                         int32_t *out_ids,
+                                         struct SphanaLlmTokenSpan *out_spans,
+                                         size_t capacity,
+                                         size_t *out_count);
 
 /**
  * The result of `sphana_llm_tokenize_batch`: the ids of text `i` are
@@ -534,9 +592,414 @@ typedef struct SphanaLlmTokenBatch {
   size_t text_count;
 } SphanaLlmTokenBatch;
 
-#ifdef __cplusplus
-extern "C" {
-#endif // __cplusplus
+/**
+ * Tokenizes `text_count` texts in parallel (one worker per core) with the same flags.
+ *
+ * `texts[i]` holds `text_lens[i]` bytes of UTF-8 (NULL allowed for length 0).
+ * On success `*out_batch` is filled with library-owned arrays (see `SphanaLlmTokenBatch`);
+ * free them with `sphana_llm_token_batch_free`. On failure `*out_batch` is zeroed and the
+ * message names the first failing text. Errors as `sphana_llm_tokenize`, plus
+ * `SPHANA_LLM_ERR_LIMIT_EXCEEDED` when `text_count` is over max_batch_texts.
+ */
+int32_t sphana_llm_tokenize_batch(const struct SphanaLlmModel *model,
+                                  const char *const *texts,
+                                  const size_t *text_lens,
+                                  size_t text_count,
+                                  uint32_t flags,
+                                  struct SphanaLlmTokenBatch *out_batch);
+
+/**
+ * Frees the arrays of a batch result and zeroes it. NULL, or an already-freed (zeroed)
+ * batch, is a no-op.
+ */
+void sphana_llm_token_batch_free(struct SphanaLlmTokenBatch *batch);
+
+/**
+ * Looks up the id of a token string as stored in the vocabulary (e.g. "<|eot_id|>",
+ * "Ġthe", "▁the"). `token` is `token_len` bytes of UTF-8.
+ * Returns `SPHANA_LLM_OK`, `SPHANA_LLM_ERR_NOT_FOUND`, `SPHANA_LLM_ERR_INVALID_UTF8` or
+ * `SPHANA_LLM_ERR_INVALID_ARGUMENT`.
+ */
+int32_t sphana_llm_token_to_id(const struct SphanaLlmModel *model,
+                               const char *token,
+                               size_t token_len,
+                               int32_t *out_id);
+
+/**
+ * Writes the vocabulary string of `id` (NUL-terminated) into `out_token`; `*out_len` gets
+ * its length without the NUL, also when the buffer is too small.
+ * Returns `SPHANA_LLM_OK`, `SPHANA_LLM_ERR_BUFFER_TOO_SMALL`, `SPHANA_LLM_ERR_INVALID_TOKEN_ID`
+ * or `SPHANA_LLM_ERR_INVALID_ARGUMENT`.
+ */
+int32_t sphana_llm_id_to_token(const struct SphanaLlmModel *model,
+                               int32_t id,
+                               char *out_token,
+                               size_t capacity,
+                               size_t *out_len);
+
+/**
+ * Writes 1 to `*out_is_special` when `id` is a special (control) token, else 0.
+ */
+int32_t sphana_llm_is_special(const struct SphanaLlmModel *model,
+                              int32_t id,
+                              int32_t *out_is_special);
+
+/* --------------------------------------------------------------------------------------
+ * 5. Decoding and streaming
+ *
+ * Ids to text, at once or one id at a time (a streaming decoder only ever returns
+ * complete UTF-8).
+ * -------------------------------------------------------------------------------------- */
+
+/**
+ * Decode flag: leave special tokens (BOS, EOS, chat markers) out of the text.
+ */
+#define SPHANA_LLM_DECODE_SKIP_SPECIAL 1u
+
+/**
+ * Decodes ids to UTF-8 text.
+ *
+ * `ids`: `count` ids (NULL allowed when `count` is 0). `flags`: 0 or
+ * `SPHANA_LLM_DECODE_SKIP_SPECIAL`. `out_text`: room for `capacity` bytes; on success the
+ * text and a terminating NUL are written. `*out_len` receives the text length in bytes
+ * without the NUL — also when the buffer is too small, so the needed capacity is
+ * `*out_len + 1`.
+ *
+ * Returns `SPHANA_LLM_OK`; `SPHANA_LLM_ERR_BUFFER_TOO_SMALL`; `SPHANA_LLM_ERR_INVALID_TOKEN_ID`
+ * (an id is negative or not below the vocabulary size; nothing written);
+ * `SPHANA_LLM_ERR_INVALID_ARGUMENT`. Thread-safe.
+ */
+int32_t sphana_llm_decode(const struct SphanaLlmModel *model,
+                          const int32_t *ids,
+                          size_t count,
+                          uint32_t flags,
+                          char *out_text,
+                          size_t capacity,
+                          size_t *out_len);
+
+/**
+ * An opaque streaming decoder: turns ids, one at a time, into complete UTF-8 text.
+ */
+typedef struct SphanaLlmStreamDecoder SphanaLlmStreamDecoder;
+
+/**
+ * Creates a streaming decoder for one sequence on `model`. `flags`: 0 or
+ * `SPHANA_LLM_DECODE_SKIP_SPECIAL`. Free it with `sphana_llm_stream_decoder_free`.
+ * The decoder keeps the model alive. A decoder serves one sequence at a time: calls on
+ * one decoder are serialized internally, but interleaving two sequences gives wrong text.
+ */
+int32_t sphana_llm_stream_decoder_new(const struct SphanaLlmModel *model,
+                                      uint32_t flags,
+                                      struct SphanaLlmStreamDecoder **out_decoder);
+
+/**
+ * Feeds one id; writes the text that became complete (often empty, never a partial
+ * UTF-8 character) plus a NUL into `out_text`, and its length to `*out_len`.
+ * One id rarely yields more than a few dozen bytes, but some vocabularies have tokens of
+ * 128 bytes and more (runs of spaces): on `SPHANA_LLM_ERR_BUFFER_TOO_SMALL` the decoder is
+ * unchanged and `*out_len + 1` bytes are needed, so retry the same id with a larger buffer.
+ * On `SPHANA_LLM_ERR_INVALID_TOKEN_ID` the decoder is unchanged too.
+ */
+int32_t sphana_llm_stream_decoder_push(struct SphanaLlmStreamDecoder *decoder,
+                                       int32_t id,
+                                       char *out_text,
+                                       size_t capacity,
+                                       size_t *out_len);
+
+/**
+ * Writes whatever text is still held back (an incomplete character comes out as U+FFFD)
+ * and resets the decoder for a new sequence.
+ */
+int32_t sphana_llm_stream_decoder_flush(struct SphanaLlmStreamDecoder *decoder,
+                                        char *out_text,
+                                        size_t capacity,
+                                        size_t *out_len);
+
+/**
+ * Frees a streaming decoder. NULL is a no-op.
+ */
+void sphana_llm_stream_decoder_free(struct SphanaLlmStreamDecoder *decoder);
+
+/* --------------------------------------------------------------------------------------
+ * 6. Generating
+ *
+ * Text generation with a KV cache: parameters, streaming through a callback, stop
+ * conditions, statistics, cancellation from another thread.
+ * -------------------------------------------------------------------------------------- */
+
+/**
+ * An opaque cancellation flag: create it, pass it in `SphanaLlmGenerateParams.cancel`,
+ * and call `sphana_llm_cancellation_cancel` from any thread to end the generation within
+ * one token. Once cancelled it stays cancelled.
+ */
+typedef struct SphanaLlmCancellation SphanaLlmCancellation;
+
+/**
+ * Generation parameters. Start from `sphana_llm_generate_params_default()`.
+ */
+typedef struct SphanaLlmGenerateParams {
+  /**
+   * `sizeof(SphanaLlmGenerateParams)` as the caller compiled it.
+   */
+  uint32_t struct_size;
+  /**
+   * Most tokens to generate (default 256). The EOS that ends generation is not counted.
+   */
+  uint32_t max_new_tokens;
+  /**
+   * Softmax temperature; 0 (default) is greedy decoding. Must be finite and >= 0.
+   */
+  float temperature;
+  /**
+   * Keep the k most likely tokens; 0 (default) disables.
+   */
+  uint32_t top_k;
+  /**
+   * Nucleus sampling mass in (0, 1]; 1 (default) disables.
+   */
+  float top_p;
+  /**
+   * Drop tokens less likely than min_p x the most likely; in [0, 1), 0 (default) disables.
+   */
+  float min_p;
+  /**
+   * Repetition penalty over prompt and generated ids (> 0); 1 (default) disables.
+   */
+  float repetition_penalty;
+  /**
+   * Seed of the sampling RNG (default 0): the same seed gives the same output.
+   */
+  uint64_t seed;
+  /**
+   * `stop_string_count` NUL-terminated UTF-8 strings (at most 64, each 1..=1024 bytes);
+   * generation ends when the text contains one. May be NULL when the count is 0.
+   */
+  const char *const *stop_strings;
+  /**
+   * Number of stop strings.
+   */
+  size_t stop_string_count;
+  /**
+   * Non-zero: special-token text in the prompt (e.g. "<|im_start|>") becomes the special
+   * id. Default 0, so prompt text cannot inject control tokens.
+   */
+  uint32_t parse_special;
+  /**
+   * Non-zero (default): add BOS etc. to a text prompt as the tokenizer's configuration says.
+   * Ignored by `sphana_llm_generate_from_ids`.
+   */
+  uint32_t add_special;
+  /**
+   * Non-zero: keep generating past end-of-sequence ids (benchmarks). Default 0.
+   */
+  uint32_t ignore_eos;
+  /**
+   * Optional cancellation flag (NULL: none).
+   */
+  const struct SphanaLlmCancellation *cancel;
+  /**
+   * Optional buffer for the generated ids (NULL: not wanted); the first
+   * `out_token_ids_capacity` ids are written; `SphanaLlmGenerateStats.generated_tokens`
+   * tells how many there were in all.
+   */
+  int32_t *out_token_ids;
+  /**
+   * Capacity of `out_token_ids`.
+   */
+  size_t out_token_ids_capacity;
+} SphanaLlmGenerateParams;
+
+/**
+ * The default generation parameters (`struct_size` already set): greedy, 256 tokens.
+ * Returned by value in this header's layout; `sphana_llm_generate_params_init` is safe
+ * across header versions.
+ */
+struct SphanaLlmGenerateParams sphana_llm_generate_params_default(void);
+
+/**
+ * Fills `*params` with the default generation parameters for a struct of `struct_size`
+ * bytes (`sizeof(SphanaLlmGenerateParams)` of the caller's header) and sets its
+ * `struct_size`: the version-safe alternative to `sphana_llm_generate_params_default()`.
+ * Returns `SPHANA_LLM_OK` or `SPHANA_LLM_ERR_INVALID_ARGUMENT` (NULL, unknown size).
+ */
+int32_t sphana_llm_generate_params_init(struct SphanaLlmGenerateParams *params, size_t struct_size);
+
+/**
+ * Receives generated text as it becomes available: `len` bytes of complete UTF-8 at
+ * `text` (also NUL-terminated), valid only during the call. Never part of a stop string.
+ * Return 0 to continue, non-zero to stop (finish reason CANCELLED). Called on the thread
+ * that called `sphana_llm_generate`.
+ */
+typedef int32_t (*SphanaLlmTextCallback)(const char *text, size_t len, void *user_data);
+
+/**
+ * Finish reason: the model produced an end-of-sequence id.
+ */
+#define SPHANA_LLM_FINISH_EOS 0
+
+/**
+ * Finish reason: the text reached one of the stop strings (not included in the text).
+ */
+#define SPHANA_LLM_FINISH_STOP_STRING 1
+
+/**
+ * Finish reason: `max_new_tokens` tokens were generated.
+ */
+#define SPHANA_LLM_FINISH_LENGTH 2
+
+/**
+ * Finish reason: cancelled by `sphana_llm_cancellation_cancel` or by the text callback.
+ */
+#define SPHANA_LLM_FINISH_CANCELLED 3
+
+/**
+ * Finish reason: the model's context window (config.json `max_position_embeddings`) is full.
+ */
+#define SPHANA_LLM_FINISH_CONTEXT_FULL 4
+
+/**
+ * Figures of one generation, written to the caller's struct (set `struct_size` first;
+ * only the fields that fit in it are written).
+ */
+typedef struct SphanaLlmGenerateStats {
+  /**
+   * `sizeof(SphanaLlmGenerateStats)` as the caller compiled it.
+   */
+  uint32_t struct_size;
+  /**
+   * One of `SPHANA_LLM_FINISH_*`.
+   */
+  int32_t finish_reason;
+  /**
+   * Tokens in the prompt (after BOS etc.).
+   */
+  size_t prompt_tokens;
+  /**
+   * Tokens generated (not counting the EOS that ended generation).
+   */
+  size_t generated_tokens;
+  /**
+   * Milliseconds of the prompt's forward pass.
+   */
+  double prefill_ms;
+  /**
+   * Milliseconds of all later steps.
+   */
+  double decode_ms;
+  /**
+   * Milliseconds inside ONNX Runtime's `session.run`, prefill included.
+   */
+  double session_run_ms;
+  /**
+   * Length in bytes of the whole generated text (`*out_text` without its terminating
+   * NUL). The text holds a NUL byte wherever the model generated U+0000, so read
+   * `*out_text` with this length rather than `strlen`. (Added after the first release:
+   * a caller whose `struct_size` ends before this field does not get it.)
+   */
+  size_t text_len;
+  /**
+   * Decode steps that shared one `session.run` with other generations on the same
+   * handle (continuous batching; see `SphanaLlmLoadOptions.max_decode_batch`). (Added
+   * after the first release.)
+   */
+  size_t batched_steps;
+} SphanaLlmGenerateStats;
+
+/**
+ * Generates a continuation of a UTF-8 text prompt.
+ *
+ * `prompt`: `prompt_len` bytes of UTF-8 (not NUL-terminated); tokenized with BOS as
+ * `params->add_special` says and special-token text parsed only if `params->parse_special`.
+ * `params`: NULL for the defaults (greedy, 256 tokens). `on_text`: NULL or a callback that
+ * receives the text as it is generated (see `SphanaLlmTextCallback`); the chunks concatenate
+ * to `*out_text`. `out_text`: NULL or receives the whole text, NUL-terminated, malloc'd by
+ * the library (free with `sphana_llm_string_free`; NULL on failure); a model can generate
+ * U+0000, so the text may hold NUL bytes: its length is `out_stats->text_len`.
+ * `out_stats`: NULL or receives the figures.
+ *
+ * Returns `SPHANA_LLM_OK` (also when cancelled or stopped: see the finish reason);
+ * `SPHANA_LLM_ERR_UNSUPPORTED` (tokenizer-only model); `SPHANA_LLM_ERR_CONTEXT_OVERFLOW` (the
+ * prompt does not fit); `SPHANA_LLM_ERR_INVALID_ARGUMENT` (bad handle, params out of range,
+ * NULL stop string, a prompt that tokenizes to no ids — an empty text without BOS); `SPHANA_LLM_ERR_INVALID_UTF8`; `SPHANA_LLM_ERR_LIMIT_EXCEEDED`;
+ * `SPHANA_LLM_ERR_RUNTIME` (ONNX Runtime failed during a step).
+ *
+ * Thread-safe: many threads may generate on one handle at once. Each generation has its own
+ * KV cache. Their decode steps are batched: one `session.run` computes the next token of up
+ * to `max_decode_batch` concurrent generations (see `SphanaLlmLoadOptions`); prompts run on
+ * the model's `session_count` sessions.
+ */
+int32_t sphana_llm_generate(const struct SphanaLlmModel *model,
+                            const char *prompt,
+                            size_t prompt_len,
+                            const struct SphanaLlmGenerateParams *params,
+                            SphanaLlmTextCallback on_text,
+                            void *user_data,
+                            char **out_text,
+                            struct SphanaLlmGenerateStats *out_stats);
+
+/**
+ * Like `sphana_llm_generate` with a prompt given as `prompt_count` token ids (nothing is
+ * added to them). Ids must be inside the vocabulary (`SPHANA_LLM_ERR_INVALID_TOKEN_ID`).
+ */
+int32_t sphana_llm_generate_from_ids(const struct SphanaLlmModel *model,
+                                     const int32_t *prompt_ids,
+                                     size_t prompt_count,
+                                     const struct SphanaLlmGenerateParams *params,
+                                     SphanaLlmTextCallback on_text,
+                                     void *user_data,
+                                     char **out_text,
+                                     struct SphanaLlmGenerateStats *out_stats);
+
+/**
+ * Frees a string the library returned (e.g. `out_text` of generation). NULL is a no-op.
+ */
+void sphana_llm_string_free(char *text);
+
+/**
+ * Creates a cancellation flag. Free it with `sphana_llm_cancellation_free` (a generation
+ * using it keeps it alive until it returns).
+ */
+int32_t sphana_llm_cancellation_new(struct SphanaLlmCancellation **out_cancel);
+
+/**
+ * Cancels: every generation using this flag ends within one token with finish reason
+ * `SPHANA_LLM_FINISH_CANCELLED`; later generations with it end at once. Any thread.
+ */
+int32_t sphana_llm_cancellation_cancel(struct SphanaLlmCancellation *cancel);
+
+/**
+ * Frees a cancellation flag. NULL is a no-op.
+ */
+void sphana_llm_cancellation_free(struct SphanaLlmCancellation *cancel);
+
+/* --------------------------------------------------------------------------------------
+ * 7. Chat
+ *
+ * Messages rendered with the model's own chat template, and generation from them.
+ * -------------------------------------------------------------------------------------- */
+
+/**
+ * One chat message: `role` ("system", "user", "assistant", ...) and `content`, each given
+ * as UTF-8 bytes with an explicit length (not NUL-terminated).
+ */
+typedef struct SphanaLlmChatMessage {
+  /**
+   * The role's bytes.
+   */
+  const char *role;
+  /**
+   * Length of `role` in bytes.
+   */
+  size_t role_len;
+  /**
+   * The content's bytes (NULL allowed when `content_len` is 0).
+   */
+  const char *content;
+  /**
+   * Length of `content` in bytes.
+   */
+  size_t content_len;
+} SphanaLlmChatMessage;
 
 /**
  * Renders `count` messages with the model's own chat template (from
@@ -591,6 +1054,13 @@ int32_t sphana_llm_generate_chat(const struct SphanaLlmModel *model,
                                  char **out_text,
                                  struct SphanaLlmGenerateStats *out_stats);
 
+/* --------------------------------------------------------------------------------------
+ * 8. Errors and bindings
+ *
+ * The message of the last failed call on this thread, and the struct sizes a binding
+ * checks its own declarations against.
+ * -------------------------------------------------------------------------------------- */
+
 /**
  * The message of this thread's most recent failed call, or "" when none has failed.
  *
@@ -601,217 +1071,34 @@ int32_t sphana_llm_generate_chat(const struct SphanaLlmModel *model,
 const char *sphana_llm_last_error(void);
 
 /**
- * The library version, e.g. "0.1.0". Static storage; never free it.
+ * `SphanaLlmLoadOptions`, for `sphana_llm_struct_size`.
  */
-const char *sphana_llm_version(void);
+#define SPHANA_LLM_STRUCT_LOAD_OPTIONS 1
 
 /**
- * The ABI version of the loaded library; compare with `SPHANA_LLM_ABI_VERSION`.
+ * `SphanaLlmGenerateParams`, for `sphana_llm_struct_size`.
  */
-uint32_t sphana_llm_abi_version(void);
+#define SPHANA_LLM_STRUCT_GENERATE_PARAMS 2
 
 /**
- * Frees a string the library returned (e.g. `out_text` of generation). NULL is a no-op.
+ * `SphanaLlmGenerateStats`, for `sphana_llm_struct_size`.
  */
-void sphana_llm_string_free(char *text);
+#define SPHANA_LLM_STRUCT_GENERATE_STATS 3
 
 /**
- * Fills `*params` with the default generation parameters for a struct of `struct_size`
- * bytes (`sizeof(SphanaLlmGenerateParams)` of the caller's header) and sets its
- * `struct_size`: the version-safe alternative to `sphana_llm_generate_params_default()`.
- * Returns `SPHANA_LLM_OK` or `SPHANA_LLM_ERR_INVALID_ARGUMENT` (NULL, unknown size).
+ * `SphanaLlmTokenSpan`, for `sphana_llm_struct_size`.
  */
-int32_t sphana_llm_generate_params_init(struct SphanaLlmGenerateParams *params, size_t struct_size);
+#define SPHANA_LLM_STRUCT_TOKEN_SPAN 4
 
 /**
- * The default generation parameters (`struct_size` already set): greedy, 256 tokens.
- * Returned by value in this header's layout; `sphana_llm_generate_params_init` is safe
- * across header versions.
+ * `SphanaLlmTokenBatch`, for `sphana_llm_struct_size`.
  */
-struct SphanaLlmGenerateParams sphana_llm_generate_params_default(void);
+#define SPHANA_LLM_STRUCT_TOKEN_BATCH 5
 
 /**
- * Creates a cancellation flag. Free it with `sphana_llm_cancellation_free` (a generation
- * using it keeps it alive until it returns).
+ * `SphanaLlmChatMessage`, for `sphana_llm_struct_size`.
  */
-int32_t sphana_llm_cancellation_new(struct SphanaLlmCancellation **out_cancel);
-
-/**
- * Cancels: every generation using this flag ends within one token with finish reason
- * `SPHANA_LLM_FINISH_CANCELLED`; later generations with it end at once. Any thread.
- */
-int32_t sphana_llm_cancellation_cancel(struct SphanaLlmCancellation *cancel);
-
-/**
- * Frees a cancellation flag. NULL is a no-op.
- */
-void sphana_llm_cancellation_free(struct SphanaLlmCancellation *cancel);
-
-/**
- * Generates a continuation of a UTF-8 text prompt.
- *
- * `prompt`: `prompt_len` bytes of UTF-8 (not NUL-terminated); tokenized with BOS as
- * `params->add_special` says and special-token text parsed only if `params->parse_special`.
- * `params`: NULL for the defaults (greedy, 256 tokens). `on_text`: NULL or a callback that
- * receives the text as it is generated (see `SphanaLlmTextCallback`); the chunks concatenate
- * to `*out_text`. `out_text`: NULL or receives the whole text, NUL-terminated, malloc'd by
- * the library (free with `sphana_llm_string_free`; NULL on failure); a model can generate
- * U+0000, so the text may hold NUL bytes: its length is `out_stats->text_len`.
- * `out_stats`: NULL or receives the figures.
- *
- * Returns `SPHANA_LLM_OK` (also when cancelled or stopped: see the finish reason);
- * `SPHANA_LLM_ERR_UNSUPPORTED` (tokenizer-only model); `SPHANA_LLM_ERR_CONTEXT_OVERFLOW` (the
- * prompt does not fit); `SPHANA_LLM_ERR_INVALID_ARGUMENT` (bad handle, params out of range,
- * NULL stop string, a prompt that tokenizes to no ids — an empty text without BOS); `SPHANA_LLM_ERR_INVALID_UTF8`; `SPHANA_LLM_ERR_LIMIT_EXCEEDED`;
- * `SPHANA_LLM_ERR_RUNTIME` (ONNX Runtime failed during a step).
- *
- * Thread-safe: many threads may generate on one handle at once. Each generation has its own
- * KV cache. Their decode steps are batched: one `session.run` computes the next token of up
- * to `max_decode_batch` concurrent generations (see `SphanaLlmLoadOptions`); prompts run on
- * the model's `session_count` sessions.
- */
-int32_t sphana_llm_generate(const struct SphanaLlmModel *model,
-                            const char *prompt,
-                            size_t prompt_len,
-                            const struct SphanaLlmGenerateParams *params,
-                            SphanaLlmTextCallback on_text,
-                            void *user_data,
-                            char **out_text,
-                            struct SphanaLlmGenerateStats *out_stats);
-
-/**
- * Like `sphana_llm_generate` with a prompt given as `prompt_count` token ids (nothing is
- * added to them). Ids must be inside the vocabulary (`SPHANA_LLM_ERR_INVALID_TOKEN_ID`).
- */
-int32_t sphana_llm_generate_from_ids(const struct SphanaLlmModel *model,
-                                     const int32_t *prompt_ids,
-                                     size_t prompt_count,
-                                     const struct SphanaLlmGenerateParams *params,
-                                     SphanaLlmTextCallback on_text,
-                                     void *user_data,
-                                     char **out_text,
-                                     struct SphanaLlmGenerateStats *out_stats);
-
-/**
- * Writes the model's context length (the `context_length` load option, else config.json
- * `max_position_embeddings`; 0 when unknown: then only `max_new_tokens` limits a
- * generation) to `*out_length`. `SPHANA_LLM_ERR_UNSUPPORTED` for a tokenizer-only model.
- */
-int32_t sphana_llm_context_length(const struct SphanaLlmModel *model, size_t *out_length);
-
-/**
- * Writes how many concurrent generations on this handle share one decode step to
- * `*out_batch`: the `max_decode_batch` load option, or 1 for a model that cannot be batched
- * (no KV cache, `attention_mask` or `position_ids`). Generations beyond it take turns.
- * `SPHANA_LLM_ERR_UNSUPPORTED` for a tokenizer-only model. Thread-safe.
- */
-int32_t sphana_llm_max_decode_batch(const struct SphanaLlmModel *model, size_t *out_batch);
-
-/**
- * The default load options (`struct_size` already set), returned by value in this
- * header's layout: use it when the header you compile against matches the library
- * (`sphana_llm_abi_version()`); `sphana_llm_load_options_init` is safe across versions.
- */
-struct SphanaLlmLoadOptions sphana_llm_load_options_default(void);
-
-/**
- * Fills `*options` with the default load options for a struct of `struct_size` bytes
- * (`sizeof(SphanaLlmLoadOptions)` of the header the caller compiled against) and sets its
- * `struct_size`. Unlike `sphana_llm_load_options_default()`, which returns this library's
- * layout by value, this is safe for a caller built against an older or newer header.
- * Returns `SPHANA_LLM_OK` or `SPHANA_LLM_ERR_INVALID_ARGUMENT` (NULL, unknown size).
- */
-int32_t sphana_llm_load_options_init(struct SphanaLlmLoadOptions *options, size_t struct_size);
-
-/**
- * Loads a model directory or a single tokenizer file.
- *
- * `path`: NUL-terminated UTF-8 path of a model directory (tokenizer file(s), optional
- * `*.onnx` decoder, `config.json`, `generation_config.json`, `tokenizer_config.json`) or of
- * one tokenizer file (`tokenizer.json`, or a SentencePiece / tiktoken `tokenizer.model`).
- * A directory without an ONNX model loads tokenizer-only; generation then fails with
- * `SPHANA_LLM_ERR_UNSUPPORTED`.
- * `options`: NULL for the defaults, else see `SphanaLlmLoadOptions`.
- * `out_model`: receives the new handle; left untouched on failure.
- *
- * Returns `SPHANA_LLM_OK`; `SPHANA_LLM_ERR_INVALID_ARGUMENT` (NULL path/out_model, bad
- * options); `SPHANA_LLM_ERR_INVALID_UTF8` (path); `SPHANA_LLM_ERR_IO` (missing path, no
- * tokenizer file); `SPHANA_LLM_ERR_INVALID_MODEL` (corrupt, truncated or unknown file
- * contents, configuration naming ids outside the vocabulary); `SPHANA_LLM_ERR_RUNTIME`
- * (ONNX Runtime missing or too old, model rejected by it); `SPHANA_LLM_ERR_UNSUPPORTED`.
- *
- * Thread-safe. The handle must be released with `sphana_llm_free`.
- */
-int32_t sphana_llm_load(const char *path,
-                        const struct SphanaLlmLoadOptions *options,
-                        struct SphanaLlmModel **out_model);
-
-/**
- * Frees a model. NULL is a no-op. Calls still running on the handle in other threads
- * finish normally; the memory is released when the last one returns. Freeing a handle
- * twice is detected and ignored (the error message is set).
- */
-void sphana_llm_free(struct SphanaLlmModel *model);
-
-/**
- * Writes the vocabulary size (all ids including added/special tokens) to `*out_size`.
- *
- * Returns `SPHANA_LLM_OK` or `SPHANA_LLM_ERR_INVALID_ARGUMENT` (bad handle, NULL out_size).
- */
-int32_t sphana_llm_vocab_size(const struct SphanaLlmModel *model, size_t *out_size);
-
-/**
- * Writes the tokenizer format that was loaded (`SPHANA_LLM_FORMAT_*`) to `*out_format`.
- */
-int32_t sphana_llm_tokenizer_format(const struct SphanaLlmModel *model, int32_t *out_format);
-
-/**
- * Writes the execution provider the model runs on (`SPHANA_LLM_PROVIDER_*`) to
- * `*out_provider`: CPU after a permitted CUDA fallback. `SPHANA_LLM_ERR_UNSUPPORTED` for a
- * tokenizer-only model.
- */
-int32_t sphana_llm_execution_provider(const struct SphanaLlmModel *model, int32_t *out_provider);
-
-/**
- * Writes where the EOS set (`sphana_llm_eos_ids`) came from to `*out_source`: one of
- * `SPHANA_LLM_EOS_SOURCE_*`. When `path_buf` is non-NULL it also receives the file's path
- * (NUL-terminated UTF-8; "" for the load option, the vocabulary or none) and `*out_len` its
- * length without the NUL; a `capacity` too small returns `SPHANA_LLM_ERR_BUFFER_TOO_SMALL`
- * with `*out_len` (and `*out_source`) set. `path_buf` NULL with capacity 0: only the source,
- * and the path's length in `*out_len` when `out_len` is non-NULL. Thread-safe; errors:
- * `SPHANA_LLM_ERR_INVALID_ARGUMENT` (NULL `out_source`, forged handle, `path_buf` without
- * `out_len`, NULL `path_buf` with a capacity).
- */
-int32_t sphana_llm_eos_source(const struct SphanaLlmModel *model,
-                              int32_t *out_source,
-                              char *path_buf,
-                              size_t capacity,
-                              size_t *out_len);
-
-/**
- * Writes the beginning-of-sequence id to `*out_id`, or -1 when the tokenizer has none.
- */
-int32_t sphana_llm_bos_id(const struct SphanaLlmModel *model, int32_t *out_id);
-
-/**
- * Copies the end-of-sequence ids (generation stops on any of them) into `out_ids`.
- *
- * The set comes from, the first that names one: the `eos_token_ids` load option; the model
- * directory's `generation_config.json`, then its `config.json` (these win over a tokenizer
- * given with `tokenizer_path`); the tokenizer directory's `generation_config.json`,
- * `config.json`, `tokenizer_config.json` `eos_token`; the tokenizer file's own end piece
- * (SentencePiece `</s>`); else the vocabulary's special end-of-turn / end-of-text tokens
- * (Llama 3 `<|end_of_text|>` `<|eom_id|>` `<|eot_id|>`, ChatML `<|im_end|>` `<|endoftext|>`,
- * Gemma `<end_of_turn>` `<eos>`, `</s>`, Phi `<|end|>`, ...). `sphana_llm_eos_source` says
- * which. E.g. Llama 3.2 Instruct: 128001, 128008, 128009. It may be empty. `*out_count`
- * receives the number of ids; with
- * `capacity` too small the call returns `SPHANA_LLM_ERR_BUFFER_TOO_SMALL` and writes only
- * `*out_count` (pass NULL and 0 to ask for the count).
- */
-int32_t sphana_llm_eos_ids(const struct SphanaLlmModel *model,
-                           int32_t *out_ids,
-                           size_t capacity,
-                           size_t *out_count);
+#define SPHANA_LLM_STRUCT_CHAT_MESSAGE 6
 
 /**
  * Writes to `*out_size` the size in bytes (`sizeof`) of a struct of this library's
@@ -824,159 +1111,6 @@ int32_t sphana_llm_eos_ids(const struct SphanaLlmModel *model,
  * `kind` is not a known constant (`*out_size` is then left unchanged). Thread-safe.
  */
 int32_t sphana_llm_struct_size(uint32_t kind, size_t *out_size);
-
-/**
- * Tokenizes UTF-8 text into ids.
- *
- * `text`: `text_len` bytes of UTF-8, not NUL-terminated; may be NULL when `text_len` is 0.
- * `flags`: `SPHANA_LLM_TOKENIZE_ADD_SPECIAL` and/or `SPHANA_LLM_TOKENIZE_PARSE_SPECIAL`.
- * `out_ids`: room for `capacity` ids; may be NULL when `capacity` is 0.
- * `out_count`: receives the number of ids — also when the buffer is too small.
- *
- * Ask for the size, then fill:
- * ```c
- * size_t n = 0;
- * sphana_llm_tokenize(m, text, len, flags, NULL, 0, &n);   // SPHANA_LLM_ERR_BUFFER_TOO_SMALL unless n == 0
- * int32_t *ids = malloc(n * sizeof *ids);
- * sphana_llm_tokenize(m, text, len, flags, ids, n, &n);    // SPHANA_LLM_OK
- * ```
- * Returns `SPHANA_LLM_OK`; `SPHANA_LLM_ERR_BUFFER_TOO_SMALL` (nothing but `*out_count` written);
- * `SPHANA_LLM_ERR_INVALID_ARGUMENT` (bad handle, NULL pointers, unknown flags);
- * `SPHANA_LLM_ERR_INVALID_UTF8`; `SPHANA_LLM_ERR_LIMIT_EXCEEDED` (text over max_input_bytes).
- * Thread-safe; many threads may tokenize on one handle at once.
- */
-int32_t sphana_llm_tokenize(const struct SphanaLlmModel *model,
-                            const char *text,
-                            size_t text_len,
-                            uint32_t flags,
-                            int32_t *out_ids,
-                            size_t capacity,
-                            size_t *out_count);
-
-/**
- * Like `sphana_llm_tokenize`, and also writes each token's byte range in `text` to
- * `out_spans` (same capacity as `out_ids`; both NULL when capacity is 0). Byte-level
- * tokens that hold part of a multi-byte character report the whole character's range.
- */
-int32_t sphana_llm_tokenize_with_offsets(const struct SphanaLlmModel *model,
-                                         const char *text,
-                                         size_t text_len,
-                                         uint32_t flags,
-                                         int32_t *out_ids,
-                                         struct SphanaLlmTokenSpan *out_spans,
-                                         size_t capacity,
-                                         size_t *out_count);
-
-/**
- * Tokenizes `text_count` texts in parallel (one worker per core) with the same flags.
- *
- * `texts[i]` holds `text_lens[i]` bytes of UTF-8 (NULL allowed for length 0).
- * On success `*out_batch` is filled with library-owned arrays (see `SphanaLlmTokenBatch`);
- * free them with `sphana_llm_token_batch_free`. On failure `*out_batch` is zeroed and the
- * message names the first failing text. Errors as `sphana_llm_tokenize`, plus
- * `SPHANA_LLM_ERR_LIMIT_EXCEEDED` when `text_count` is over max_batch_texts.
- */
-int32_t sphana_llm_tokenize_batch(const struct SphanaLlmModel *model,
-                                  const char *const *texts,
-                                  const size_t *text_lens,
-                                  size_t text_count,
-                                  uint32_t flags,
-                                  struct SphanaLlmTokenBatch *out_batch);
-
-/**
- * Frees the arrays of a batch result and zeroes it. NULL, or an already-freed (zeroed)
- * batch, is a no-op.
- */
-void sphana_llm_token_batch_free(struct SphanaLlmTokenBatch *batch);
-
-/**
- * Decodes ids to UTF-8 text.
- *
- * `ids`: `count` ids (NULL allowed when `count` is 0). `flags`: 0 or
- * `SPHANA_LLM_DECODE_SKIP_SPECIAL`. `out_text`: room for `capacity` bytes; on success the
- * text and a terminating NUL are written. `*out_len` receives the text length in bytes
- * without the NUL — also when the buffer is too small, so the needed capacity is
- * `*out_len + 1`.
- *
- * Returns `SPHANA_LLM_OK`; `SPHANA_LLM_ERR_BUFFER_TOO_SMALL`; `SPHANA_LLM_ERR_INVALID_TOKEN_ID`
- * (an id is negative or not below the vocabulary size; nothing written);
- * `SPHANA_LLM_ERR_INVALID_ARGUMENT`. Thread-safe.
- */
-int32_t sphana_llm_decode(const struct SphanaLlmModel *model,
-                          const int32_t *ids,
-                          size_t count,
-                          uint32_t flags,
-                          char *out_text,
-                          size_t capacity,
-                          size_t *out_len);
-
-/**
- * Looks up the id of a token string as stored in the vocabulary (e.g. "<|eot_id|>",
- * "Ġthe", "▁the"). `token` is `token_len` bytes of UTF-8.
- * Returns `SPHANA_LLM_OK`, `SPHANA_LLM_ERR_NOT_FOUND`, `SPHANA_LLM_ERR_INVALID_UTF8` or
- * `SPHANA_LLM_ERR_INVALID_ARGUMENT`.
- */
-int32_t sphana_llm_token_to_id(const struct SphanaLlmModel *model,
-                               const char *token,
-                               size_t token_len,
-                               int32_t *out_id);
-
-/**
- * Writes the vocabulary string of `id` (NUL-terminated) into `out_token`; `*out_len` gets
- * its length without the NUL, also when the buffer is too small.
- * Returns `SPHANA_LLM_OK`, `SPHANA_LLM_ERR_BUFFER_TOO_SMALL`, `SPHANA_LLM_ERR_INVALID_TOKEN_ID`
- * or `SPHANA_LLM_ERR_INVALID_ARGUMENT`.
- */
-int32_t sphana_llm_id_to_token(const struct SphanaLlmModel *model,
-                               int32_t id,
-                               char *out_token,
-                               size_t capacity,
-                               size_t *out_len);
-
-/**
- * Writes 1 to `*out_is_special` when `id` is a special (control) token, else 0.
- */
-int32_t sphana_llm_is_special(const struct SphanaLlmModel *model,
-                              int32_t id,
-                              int32_t *out_is_special);
-
-/**
- * Creates a streaming decoder for one sequence on `model`. `flags`: 0 or
- * `SPHANA_LLM_DECODE_SKIP_SPECIAL`. Free it with `sphana_llm_stream_decoder_free`.
- * The decoder keeps the model alive. A decoder serves one sequence at a time: calls on
- * one decoder are serialized internally, but interleaving two sequences gives wrong text.
- */
-int32_t sphana_llm_stream_decoder_new(const struct SphanaLlmModel *model,
-                                      uint32_t flags,
-                                      struct SphanaLlmStreamDecoder **out_decoder);
-
-/**
- * Feeds one id; writes the text that became complete (often empty, never a partial
- * UTF-8 character) plus a NUL into `out_text`, and its length to `*out_len`.
- * One id rarely yields more than a few dozen bytes, but some vocabularies have tokens of
- * 128 bytes and more (runs of spaces): on `SPHANA_LLM_ERR_BUFFER_TOO_SMALL` the decoder is
- * unchanged and `*out_len + 1` bytes are needed, so retry the same id with a larger buffer.
- * On `SPHANA_LLM_ERR_INVALID_TOKEN_ID` the decoder is unchanged too.
- */
-int32_t sphana_llm_stream_decoder_push(struct SphanaLlmStreamDecoder *decoder,
-                                       int32_t id,
-                                       char *out_text,
-                                       size_t capacity,
-                                       size_t *out_len);
-
-/**
- * Writes whatever text is still held back (an incomplete character comes out as U+FFFD)
- * and resets the decoder for a new sequence.
- */
-int32_t sphana_llm_stream_decoder_flush(struct SphanaLlmStreamDecoder *decoder,
-                                        char *out_text,
-                                        size_t capacity,
-                                        size_t *out_len);
-
-/**
- * Frees a streaming decoder. NULL is a no-op.
- */
-void sphana_llm_stream_decoder_free(struct SphanaLlmStreamDecoder *decoder);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -358,3 +358,155 @@ fn readme_c_example_compiles() {
         String::from_utf8_lossy(&compile.stderr)
     );
 }
+
+/// The worked example in the header's preamble (between `---- example.c ----` and
+/// `---- end of example.c ----`) compiles as strict C11 and runs: it loads SmolLM2, counts
+/// the prompt's tokens, streams an answer and reports its statistics. The header itself also
+/// compiles, links and runs as C++11.
+#[test]
+fn header_worked_example_compiles_and_runs() {
+    let root = common::repo_root();
+    let header = std::fs::read_to_string(root.join("include/sphana_llm.h")).unwrap();
+    let start = header
+        .find(" * ---- example.c ----\n")
+        .expect("the header has a worked example")
+        + " * ---- example.c ----\n".len();
+    let end = start
+        + header[start..]
+            .find(" * ---- end of example.c ----")
+            .expect("the worked example is closed");
+    let source: String = header[start..end]
+        .lines()
+        .map(|l| {
+            let code = l.strip_prefix(" * ").or_else(|| l.strip_prefix(" *"));
+            code.unwrap_or_else(|| panic!("example line without the comment prefix: {l:?}"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let c_source = out_dir.join("header_example.c");
+    std::fs::write(&c_source, format!("{source}\n")).unwrap();
+    let lib = cdylib();
+    let lib_dir = lib.parent().unwrap();
+    let exe = out_dir.join("header_example");
+    let compile = |compiler: &str, args: &[&str], out: &Path| {
+        let output = Command::new(compiler)
+            .args(args)
+            .arg("-o")
+            .arg(out)
+            .arg("-I")
+            .arg(root.join("include"))
+            .arg(&c_source)
+            .arg("-L")
+            .arg(lib_dir)
+            .arg("-lsphana_llm")
+            .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run the compiler `{compiler}`: {e}"));
+        assert!(
+            output.status.success(),
+            "the header's worked example does not compile with {compiler} {args:?}:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
+    compile(
+        &cc,
+        &["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"],
+        &exe,
+    );
+    // The header is also valid C++ with C linkage: a C++ program includes it, links and runs.
+    let cxx_source = out_dir.join("header_in_cxx.cpp");
+    std::fs::write(
+        &cxx_source,
+        "#include \"sphana_llm.h\"\nint main() { return sphana_llm_abi_version() == SPHANA_LLM_ABI_VERSION ? 0 : 1; }\n",
+    )
+    .unwrap();
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_owned());
+    let cxx_exe = out_dir.join("header_in_cxx");
+    let output = Command::new(&cxx)
+        .args([
+            "-std=c++11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-o",
+        ])
+        .arg(&cxx_exe)
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg(&cxx_source)
+        .arg("-L")
+        .arg(lib_dir)
+        .arg("-lsphana_llm")
+        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the C++ compiler `{cxx}`: {e}"));
+    assert!(
+        output.status.success(),
+        "the header does not compile as C++11:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let status = Command::new(&cxx_exe)
+        .env_remove("LD_LIBRARY_PATH")
+        .status()
+        .unwrap();
+    assert!(status.success(), "the C++ program failed: {status}");
+
+    let run = Command::new(&exe)
+        .env_remove("LD_LIBRARY_PATH")
+        .env("ORT_DYLIB_PATH", common::ort_library())
+        .arg(common::model_dir("smollm2-135m-instruct"))
+        .arg("The capital of France is")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "the worked example failed ({}):\n{stdout}{stderr}",
+        run.status
+    );
+    let want_count = sphana_llm::Model::load(
+        common::model_dir("smollm2-135m-instruct"),
+        &common::load_options(),
+    )
+    .unwrap()
+    .tokenizer()
+    .encode(
+        "The capital of France is",
+        sphana_llm::EncodeOptions {
+            add_special: true,
+            parse_special: false,
+        },
+    )
+    .unwrap()
+    .len();
+    assert!(
+        stdout.starts_with(&format!("{want_count} prompt tokens\n")),
+        "{stdout}"
+    );
+    // The last line: "<n> tokens, finish reason <r>", at most 32 tokens, ended by EOS or
+    // by the length limit.
+    let last = stdout.lines().last().unwrap_or_default();
+    let (tokens, reason) = last
+        .split_once(" tokens, finish reason ")
+        .unwrap_or_else(|| panic!("no statistics line: {stdout}"));
+    let tokens: usize = tokens.parse().unwrap();
+    let reason: i32 = reason.parse().unwrap();
+    assert!((1..=32).contains(&tokens), "{stdout}");
+    assert!(
+        [
+            sphana_llm::ffi::SPHANA_LLM_FINISH_EOS,
+            sphana_llm::ffi::SPHANA_LLM_FINISH_LENGTH
+        ]
+        .contains(&reason),
+        "{stdout}"
+    );
+    let answer = &stdout[stdout.find('\n').unwrap() + 1..stdout.len() - last.len()];
+    assert!(
+        !answer.trim().is_empty(),
+        "no streamed answer between the two lines: {stdout}"
+    );
+}

@@ -1,6 +1,7 @@
 //! The C ABI: a thin shell over the safe Rust API. `build.rs` runs cbindgen on this
-//! module (and only this module) to write `include/sphana_llm.h`; the `///` comments here
-//! are the C user's manual.
+//! module (and only this module) to write `include/sphana_llm.h`, arranged in sections in
+//! the order a user meets the API (the section table is in `build.rs`); the `///` comments
+//! here are the C user's manual.
 //!
 //! Every entry point: checks each pointer, validates UTF-8, never lets a panic cross the
 //! boundary (it becomes `SPHANA_LLM_ERR_INTERNAL`), records a message for
