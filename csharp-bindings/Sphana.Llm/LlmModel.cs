@@ -111,7 +111,6 @@ namespace Sphana.Llm
             NativeMethods.LoadOptions native = (options ?? new LlmLoadOptions()).ToNative();
             var pins = new List<GCHandle>(3);
             SafeLlmModelHandle handle;
-            int status;
             try
             {
                 if (options != null)
@@ -128,11 +127,8 @@ namespace Sphana.Llm
                         native.eos_token_ids = ids.AddrOfPinnedObject();
                     }
                 }
-                status = NativeMethods.sphana_llm_load(Utf8.EncodeNulTerminated(path), ref native, out handle);
-                if (status != 0)
-                {
-                    throw Result.Error(status, "sphana_llm_load");
-                }
+                int status = NativeMethods.sphana_llm_load(Utf8.EncodeNulTerminated(path), ref native, out handle);
+                handle = SafeLlmModelHandle.Adopt(status, handle, "sphana_llm_load");
             }
             finally
             {
@@ -141,7 +137,6 @@ namespace Sphana.Llm
                     pin.Free();
                 }
             }
-            handle.Track();
             try
             {
                 return new LlmModel(handle, path);

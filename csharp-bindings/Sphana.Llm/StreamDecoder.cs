@@ -21,12 +21,7 @@ namespace Sphana.Llm
             SafeStreamDecoderHandle handle;
             int status = NativeMethods.sphana_llm_stream_decoder_new(model,
                 skipSpecialTokens ? NativeMethods.SPHANA_LLM_DECODE_SKIP_SPECIAL : 0u, out handle);
-            if (status != 0)
-            {
-                throw Result.Error(status, "sphana_llm_stream_decoder_new");
-            }
-            handle.Track();
-            _handle = handle;
+            _handle = SafeStreamDecoderHandle.Adopt(status, handle, "sphana_llm_stream_decoder_new");
         }
 
         /// <summary>Feeds one id and returns the text that became complete (often "").</summary>
