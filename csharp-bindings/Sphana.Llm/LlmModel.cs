@@ -288,22 +288,17 @@ namespace Sphana.Llm
             SafeLlmModelHandle handle = Handle;
             byte[] bytes = Utf8.Encode(text);
             uint flags = TokenizeFlags(addSpecialTokens, parseSpecialTokens);
-            int capacity = GuessTokenCount(bytes.Length);
-            while (true)
+            int[] ids = null;
+            long n = NativeBuffer.Fill(GuessTokenCount(bytes.Length), 0, "sphana_llm_tokenize", (int capacity, out long length) =>
             {
-                var ids = new int[capacity];
+                ids = new int[capacity];
                 UIntPtr count;
                 int status = NativeMethods.sphana_llm_tokenize(handle, bytes, NativeMethods.Size(bytes.Length), flags, ids,
                     NativeMethods.Size(capacity), out count);
-                long n = NativeMethods.Long(count);
-                if (status == BufferTooSmall && n > capacity)
-                {
-                    capacity = checked((int)n);
-                    continue;
-                }
-                Result.Check(status, "sphana_llm_tokenize");
-                return Trim(ids, (int)n);
-            }
+                length = NativeMethods.Long(count);
+                return status;
+            });
+            return Trim(ids, (int)n);
         }
 
         /// <summary>Counts the tokens of a text (as <see cref="Tokenize"/> would produce them) without copying them out.</summary>
@@ -346,31 +341,28 @@ namespace Sphana.Llm
             SafeLlmModelHandle handle = Handle;
             byte[] bytes = Utf8.Encode(text);
             uint flags = TokenizeFlags(addSpecialTokens, parseSpecialTokens);
-            int capacity = GuessTokenCount(bytes.Length);
-            while (true)
+            int[] ids = null;
+            NativeMethods.TokenSpan[] spans = null;
+            long n = NativeBuffer.Fill(GuessTokenCount(bytes.Length), 0, "sphana_llm_tokenize_with_offsets",
+                (int capacity, out long length) =>
+                {
+                    ids = new int[capacity];
+                    spans = new NativeMethods.TokenSpan[capacity];
+                    UIntPtr count;
+                    int status = NativeMethods.sphana_llm_tokenize_with_offsets(handle, bytes, NativeMethods.Size(bytes.Length),
+                        flags, ids, spans, NativeMethods.Size(capacity), out count);
+                    length = NativeMethods.Long(count);
+                    return status;
+                });
+            var map = new Utf16OffsetMap(text);
+            var result = new TokenSpan[n];
+            for (int i = 0; i < n; i++)
             {
-                var ids = new int[capacity];
-                var spans = new NativeMethods.TokenSpan[capacity];
-                UIntPtr count;
-                int status = NativeMethods.sphana_llm_tokenize_with_offsets(handle, bytes, NativeMethods.Size(bytes.Length),
-                    flags, ids, spans, NativeMethods.Size(capacity), out count);
-                long n = NativeMethods.Long(count);
-                if (status == BufferTooSmall && n > capacity)
-                {
-                    capacity = checked((int)n);
-                    continue;
-                }
-                Result.Check(status, "sphana_llm_tokenize_with_offsets");
-                var map = new Utf16OffsetMap(text);
-                var result = new TokenSpan[n];
-                for (int i = 0; i < n; i++)
-                {
-                    int start = map.ToUtf16(NativeMethods.Long(spans[i].start), false);
-                    int end = map.ToUtf16(NativeMethods.Long(spans[i].end), true);
-                    result[i] = new TokenSpan(ids[i], start, end);
-                }
-                return result;
+                int start = map.ToUtf16(NativeMethods.Long(spans[i].start), false);
+                int end = map.ToUtf16(NativeMethods.Long(spans[i].end), true);
+                result[i] = new TokenSpan(ids[i], start, end);
             }
+            return result;
         }
 
         /// <summary>Tokenizes many texts in parallel (one native worker per core) with the same flags.</summary>
@@ -460,22 +452,18 @@ namespace Sphana.Llm
             SafeLlmModelHandle handle = Handle;
             int[] array = ToArray(ids);
             uint flags = skipSpecialTokens ? NativeMethods.SPHANA_LLM_DECODE_SKIP_SPECIAL : 0u;
-            int capacity = (int)Math.Min(array.Length * 8L + 16, int.MaxValue);
-            while (true)
-            {
-                var text = new byte[capacity];
-                UIntPtr length;
-                int status = NativeMethods.sphana_llm_decode(handle, array, NativeMethods.Size(array.Length), flags, text,
-                    NativeMethods.Size(capacity), out length);
-                long n = NativeMethods.Long(length);
-                if (status == BufferTooSmall && n + 1 > capacity)
+            byte[] text = null;
+            long n = NativeBuffer.Fill((int)Math.Min(array.Length * 8L + 16, int.MaxValue), 1, "sphana_llm_decode",
+                (int capacity, out long length) =>
                 {
-                    capacity = checked((int)n + 1);
-                    continue;
-                }
-                Result.Check(status, "sphana_llm_decode");
-                return Utf8.Decode(text, (int)n);
-            }
+                    text = new byte[capacity];
+                    UIntPtr written;
+                    int status = NativeMethods.sphana_llm_decode(handle, array, NativeMethods.Size(array.Length), flags, text,
+                        NativeMethods.Size(capacity), out written);
+                    length = NativeMethods.Long(written);
+                    return status;
+                });
+            return Utf8.Decode(text, (int)n);
         }
 
         /// <summary>
@@ -527,21 +515,16 @@ namespace Sphana.Llm
         public string IdToToken(int id)
         {
             SafeLlmModelHandle handle = Handle;
-            int capacity = 64;
-            while (true)
+            byte[] text = null;
+            long n = NativeBuffer.Fill(64, 1, "sphana_llm_id_to_token", (int capacity, out long length) =>
             {
-                var text = new byte[capacity];
-                UIntPtr length;
-                int status = NativeMethods.sphana_llm_id_to_token(handle, id, text, NativeMethods.Size(capacity), out length);
-                long n = NativeMethods.Long(length);
-                if (status == BufferTooSmall && n + 1 > capacity)
-                {
-                    capacity = checked((int)n + 1);
-                    continue;
-                }
-                Result.Check(status, "sphana_llm_id_to_token");
-                return Utf8.Decode(text, (int)n);
-            }
+                text = new byte[capacity];
+                UIntPtr written;
+                int status = NativeMethods.sphana_llm_id_to_token(handle, id, text, NativeMethods.Size(capacity), out written);
+                length = NativeMethods.Long(written);
+                return status;
+            });
+            return Utf8.Decode(text, (int)n);
         }
 
         /// <summary>Whether an id is a special (control) token such as BOS, EOS or a chat marker.</summary>
@@ -768,21 +751,16 @@ namespace Sphana.Llm
 
         private static int[] ReadEosIds(SafeLlmModelHandle handle)
         {
-            int capacity = 8;
-            while (true)
+            int[] ids = null;
+            long n = NativeBuffer.Fill(8, 0, "sphana_llm_eos_ids", (int capacity, out long length) =>
             {
-                var ids = new int[capacity];
+                ids = new int[capacity];
                 UIntPtr count;
                 int status = NativeMethods.sphana_llm_eos_ids(handle, ids, NativeMethods.Size(capacity), out count);
-                long n = NativeMethods.Long(count);
-                if (status == BufferTooSmall && n > capacity)
-                {
-                    capacity = checked((int)n);
-                    continue;
-                }
-                Result.Check(status, "sphana_llm_eos_ids");
-                return Trim(ids, (int)n);
-            }
+                length = NativeMethods.Long(count);
+                return status;
+            });
+            return Trim(ids, (int)n);
         }
 
         private static EosSource ReadEosSource(SafeLlmModelHandle handle, out string path)
