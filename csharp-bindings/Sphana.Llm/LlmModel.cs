@@ -547,9 +547,8 @@ namespace Sphana.Llm
         /// <exception cref="OperationCanceledException">The token ended the generation.</exception>
         public string Generate(string prompt, GenerationOptions options = null, CancellationToken cancellationToken = default(CancellationToken))
         {
-            GenerationResult result = Complete(prompt, options, null, cancellationToken);
-            ThrowIfCancelled(result, cancellationToken);
-            return result.Text;
+            CheckPrompt(prompt);
+            return GenerateText(TextPrompt(prompt), options, cancellationToken);
         }
 
         /// <summary>
@@ -564,8 +563,7 @@ namespace Sphana.Llm
         {
             CheckPrompt(prompt);
             ThrowIfDisposed();
-            return Task.Factory.StartNew(() => Generate(prompt, options, cancellationToken), cancellationToken,
-                TaskCreationOptions.LongRunning | TaskCreationOptions.DenyChildAttach, TaskScheduler.Default);
+            return OnWorker(() => GenerateText(TextPrompt(prompt), options, cancellationToken), cancellationToken);
         }
 
         /// <summary>
@@ -582,7 +580,7 @@ namespace Sphana.Llm
             CancellationToken cancellationToken = default(CancellationToken))
         {
             CheckPrompt(prompt);
-            return Run(PromptInput.FromText(Utf8.Encode(prompt)), options, onText, cancellationToken);
+            return Run(TextPrompt(prompt), options, onText, cancellationToken);
         }
 
         /// <summary>Like <see cref="Complete(string, GenerationOptions, Action{string}, CancellationToken)"/> with a prompt of token ids (nothing is added to them).</summary>
@@ -594,10 +592,7 @@ namespace Sphana.Llm
         public GenerationResult Complete(IReadOnlyList<int> promptIds, GenerationOptions options = null, Action<string> onText = null,
             CancellationToken cancellationToken = default(CancellationToken))
         {
-            if (promptIds == null)
-            {
-                throw new ArgumentNullException("promptIds");
-            }
+            CheckPromptIds(promptIds);
             return Run(PromptInput.FromIds(ToArray(promptIds)), options, onText, cancellationToken);
         }
 
@@ -612,8 +607,7 @@ namespace Sphana.Llm
         {
             CheckPrompt(prompt);
             ThrowIfDisposed();
-            return Task.Factory.StartNew(() => Complete(prompt, options, onText, cancellationToken), CancellationToken.None,
-                TaskCreationOptions.LongRunning | TaskCreationOptions.DenyChildAttach, TaskScheduler.Default);
+            return OnWorker(() => Run(TextPrompt(prompt), options, onText, cancellationToken), CancellationToken.None);
         }
 
         /// <summary><see cref="Complete(IReadOnlyList{int}, GenerationOptions, Action{string}, CancellationToken)"/> on a dedicated worker thread.</summary>
@@ -625,14 +619,10 @@ namespace Sphana.Llm
         public Task<GenerationResult> CompleteAsync(IReadOnlyList<int> promptIds, GenerationOptions options = null,
             Action<string> onText = null, CancellationToken cancellationToken = default(CancellationToken))
         {
-            if (promptIds == null)
-            {
-                throw new ArgumentNullException("promptIds");
-            }
-            int[] ids = CopyToArray(promptIds);
+            CheckPromptIds(promptIds);
+            PromptInput input = PromptInput.FromIds(CopyToArray(promptIds));
             ThrowIfDisposed();
-            return Task.Factory.StartNew(() => Complete(ids, options, onText, cancellationToken), CancellationToken.None,
-                TaskCreationOptions.LongRunning | TaskCreationOptions.DenyChildAttach, TaskScheduler.Default);
+            return OnWorker(() => Run(input, options, onText, cancellationToken), CancellationToken.None);
         }
 
         /// <summary>
@@ -650,8 +640,7 @@ namespace Sphana.Llm
             CancellationToken cancellationToken = default(CancellationToken))
         {
             CheckPrompt(prompt);
-            ThrowIfDisposed();
-            return new GenerationStream(this, PromptInput.FromText(Utf8.Encode(prompt)), options, cancellationToken);
+            return Stream(TextPrompt(prompt), options, cancellationToken);
         }
 
         /// <summary>Like <see cref="GenerateStream(string, GenerationOptions, CancellationToken)"/> with a prompt of token ids.</summary>
@@ -662,12 +651,8 @@ namespace Sphana.Llm
         public IEnumerable<string> GenerateStream(IReadOnlyList<int> promptIds, GenerationOptions options = null,
             CancellationToken cancellationToken = default(CancellationToken))
         {
-            if (promptIds == null)
-            {
-                throw new ArgumentNullException("promptIds");
-            }
-            ThrowIfDisposed();
-            return new GenerationStream(this, PromptInput.FromIds(CopyToArray(promptIds)), options, cancellationToken);
+            CheckPromptIds(promptIds);
+            return Stream(PromptInput.FromIds(CopyToArray(promptIds)), options, cancellationToken);
         }
 
         /// <summary>
@@ -681,6 +666,11 @@ namespace Sphana.Llm
 
         // ---- internals -----------------------------------------------------------------------
 
+        // Every generation method (text, ids or chat; sync, async or streaming) comes down to the core below:
+        // Run (the result, with a cancellation flag made from the token), GenerateText (the text, throwing for the
+        // token's cancellation), OnWorker (the async methods' thread), Stream (the streaming methods' enumerable,
+        // whose producer calls RunWithCancellation). All reach RunNative, and NativeGeneration makes the one native call.
+
         /// <summary>One generation, with an optional native cancellation flag created here from the token.</summary>
         private GenerationResult Run(PromptInput prompt, GenerationOptions options, Action<string> onText,
             CancellationToken cancellationToken)
@@ -688,7 +678,7 @@ namespace Sphana.Llm
             SafeLlmModelHandle handle = Handle;
             if (!cancellationToken.CanBeCanceled)
             {
-                return NativeGeneration.Run(handle, prompt, options, onText, null, IdBufferSize(options));
+                return RunNative(handle, prompt, options, onText, null);
             }
             using (SafeCancellationHandle cancel = SafeCancellationHandle.Create())
             {
@@ -696,7 +686,7 @@ namespace Sphana.Llm
                     state => ((SafeCancellationHandle)state).TryCancel(), cancel);
                 try
                 {
-                    return NativeGeneration.Run(handle, prompt, options, onText, cancel, IdBufferSize(options));
+                    return RunNative(handle, prompt, options, onText, cancel);
                 }
                 finally
                 {
@@ -710,7 +700,47 @@ namespace Sphana.Llm
         internal GenerationResult RunWithCancellation(PromptInput prompt, GenerationOptions options,
             Action<string> onText, SafeCancellationHandle cancel)
         {
-            return NativeGeneration.Run(Handle, prompt, options, onText, cancel, IdBufferSize(options));
+            return RunNative(Handle, prompt, options, onText, cancel);
+        }
+
+        private GenerationResult RunNative(SafeLlmModelHandle handle, PromptInput prompt, GenerationOptions options,
+            Action<string> onText, SafeCancellationHandle cancel)
+        {
+            return NativeGeneration.Run(handle, prompt, options, onText, cancel, IdBufferSize(options));
+        }
+
+        /// <summary>The text of one generation; a cancellation the token caused throws <see cref="OperationCanceledException"/>.</summary>
+        private string GenerateText(PromptInput prompt, GenerationOptions options, CancellationToken cancellationToken)
+        {
+            GenerationResult result = Run(prompt, options, null, cancellationToken);
+            if (result.FinishReason == FinishReason.Cancelled)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+            }
+            return result.Text;
+        }
+
+        /// <summary>
+        /// Runs <paramref name="work"/> on a dedicated thread (never a thread-pool thread the model would block).
+        /// <paramref name="taskToken"/> is the token the task itself observes: the text methods pass theirs, so the task
+        /// ends as cancelled; the result methods pass none, so cancellation gives a Cancelled result instead.
+        /// </summary>
+        private static Task<T> OnWorker<T>(Func<T> work, CancellationToken taskToken)
+        {
+            return Task.Factory.StartNew(work, taskToken, TaskCreationOptions.LongRunning | TaskCreationOptions.DenyChildAttach,
+                TaskScheduler.Default);
+        }
+
+        /// <summary>The streaming methods' enumerable; each enumeration runs one generation on its own thread.</summary>
+        private IEnumerable<string> Stream(PromptInput prompt, GenerationOptions options, CancellationToken cancellationToken)
+        {
+            ThrowIfDisposed();
+            return new GenerationStream(this, prompt, options, cancellationToken);
+        }
+
+        private static PromptInput TextPrompt(string prompt)
+        {
+            return PromptInput.FromText(Utf8.Encode(prompt));
         }
 
         private int IdBufferSize(GenerationOptions options)
@@ -723,19 +753,19 @@ namespace Sphana.Llm
             return (int)Math.Min(size, MaxIdBuffer);
         }
 
-        private static void ThrowIfCancelled(GenerationResult result, CancellationToken cancellationToken)
-        {
-            if (result.FinishReason == FinishReason.Cancelled)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-            }
-        }
-
         private static void CheckPrompt(string prompt)
         {
             if (prompt == null)
             {
                 throw new ArgumentNullException("prompt");
+            }
+        }
+
+        private static void CheckPromptIds(IReadOnlyList<int> promptIds)
+        {
+            if (promptIds == null)
+            {
+                throw new ArgumentNullException("promptIds");
             }
         }
 
