@@ -9,8 +9,8 @@ namespace Sphana.Llm
     // Chat templates: rendering a conversation with the model's own template (tokenizer_config.json
     // chat_template or chat_template.jinja), and generating the assistant's reply to it. The generation
     // methods mirror Generate/GenerateAsync/GenerateStream/Complete/CompleteAsync, with the same
-    // cancellation and exception rules; they go through the same plumbing (NativeGeneration,
-    // GenerationStream) with a PromptInput that holds the encoded conversation.
+    // cancellation and exception rules; they go through the same generation core (Run, GenerateText,
+    // OnWorker, Stream) with a PromptInput that holds the encoded conversation.
     public sealed partial class LlmModel
     {
         /// <summary>
@@ -82,9 +82,7 @@ namespace Sphana.Llm
         public string GenerateChat(IReadOnlyList<ChatMessage> messages, GenerationOptions options = null,
             CancellationToken cancellationToken = default(CancellationToken))
         {
-            GenerationResult result = CompleteChat(messages, options, null, cancellationToken);
-            ThrowIfCancelled(result, cancellationToken);
-            return result.Text;
+            return GenerateText(ChatPrompt(messages), options, cancellationToken);
         }
 
         /// <summary><see cref="GenerateChat"/> on a dedicated worker thread; the task ends as cancelled when the token ends the generation.</summary>
@@ -95,14 +93,9 @@ namespace Sphana.Llm
         public Task<string> GenerateChatAsync(IReadOnlyList<ChatMessage> messages, GenerationOptions options = null,
             CancellationToken cancellationToken = default(CancellationToken))
         {
-            PromptInput prompt = PromptInput.FromChat(EncodedChat.Encode(messages));
+            PromptInput prompt = ChatPrompt(messages);
             ThrowIfDisposed();
-            return Task.Factory.StartNew(() =>
-            {
-                GenerationResult result = Run(prompt, options, null, cancellationToken);
-                ThrowIfCancelled(result, cancellationToken);
-                return result.Text;
-            }, cancellationToken, TaskCreationOptions.LongRunning | TaskCreationOptions.DenyChildAttach, TaskScheduler.Default);
+            return OnWorker(() => GenerateText(prompt, options, cancellationToken), cancellationToken);
         }
 
         /// <summary>
@@ -119,7 +112,7 @@ namespace Sphana.Llm
         public GenerationResult CompleteChat(IReadOnlyList<ChatMessage> messages, GenerationOptions options = null,
             Action<string> onText = null, CancellationToken cancellationToken = default(CancellationToken))
         {
-            return Run(PromptInput.FromChat(EncodedChat.Encode(messages)), options, onText, cancellationToken);
+            return Run(ChatPrompt(messages), options, onText, cancellationToken);
         }
 
         /// <summary><see cref="CompleteChat"/> on a dedicated worker thread (cancellation gives a Cancelled result, not a cancelled task).</summary>
@@ -131,10 +124,9 @@ namespace Sphana.Llm
         public Task<GenerationResult> CompleteChatAsync(IReadOnlyList<ChatMessage> messages, GenerationOptions options = null,
             Action<string> onText = null, CancellationToken cancellationToken = default(CancellationToken))
         {
-            PromptInput prompt = PromptInput.FromChat(EncodedChat.Encode(messages));
+            PromptInput prompt = ChatPrompt(messages);
             ThrowIfDisposed();
-            return Task.Factory.StartNew(() => Run(prompt, options, onText, cancellationToken), CancellationToken.None,
-                TaskCreationOptions.LongRunning | TaskCreationOptions.DenyChildAttach, TaskScheduler.Default);
+            return OnWorker(() => Run(prompt, options, onText, cancellationToken), CancellationToken.None);
         }
 
         /// <summary>
@@ -150,9 +142,13 @@ namespace Sphana.Llm
         public IEnumerable<string> GenerateChatStream(IReadOnlyList<ChatMessage> messages, GenerationOptions options = null,
             CancellationToken cancellationToken = default(CancellationToken))
         {
-            PromptInput prompt = PromptInput.FromChat(EncodedChat.Encode(messages));
-            ThrowIfDisposed();
-            return new GenerationStream(this, prompt, options, cancellationToken);
+            return Stream(ChatPrompt(messages), options, cancellationToken);
+        }
+
+        /// <summary>The conversation, validated and encoded now (later changes to the list do not affect the call).</summary>
+        private static PromptInput ChatPrompt(IReadOnlyList<ChatMessage> messages)
+        {
+            return PromptInput.FromChat(EncodedChat.Encode(messages));
         }
     }
 }

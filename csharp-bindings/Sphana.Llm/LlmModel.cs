@@ -3,8 +3,10 @@ using System.Collections.Generic;
 using System.Collections.ObjectModel;
 using System.Runtime.InteropServices;
 using System.Threading;
-using System.Threading.Tasks;
 
+// The model itself: loading, the ABI check, its facts and its lifetime. The rest of the class is split by concern:
+// LlmModel.Tokenize.cs (tokenizing, decoding, the vocabulary), LlmModel.Generate.cs (generation from text or ids,
+// and the generation core every generation method routes to), LlmModel.Chat.cs (chat templates).
 namespace Sphana.Llm
 {
     /// <summary>
@@ -29,11 +31,6 @@ namespace Sphana.Llm
     /// </remarks>
     public sealed partial class LlmModel : IDisposable
     {
-        private const int BufferTooSmall = (int)SphanaLlmStatus.BufferTooSmall;
-
-        /// <summary>Largest id buffer a generation allocates (ids beyond it are counted, not kept).</summary>
-        private const int MaxIdBuffer = 1 << 22;
-
         private static int s_abiChecked;
 
         private readonly SafeLlmModelHandle _handle;
@@ -111,7 +108,6 @@ namespace Sphana.Llm
             NativeMethods.LoadOptions native = (options ?? new LlmLoadOptions()).ToNative();
             var pins = new List<GCHandle>(3);
             SafeLlmModelHandle handle;
-            int status;
             try
             {
                 if (options != null)
@@ -128,11 +124,8 @@ namespace Sphana.Llm
                         native.eos_token_ids = ids.AddrOfPinnedObject();
                     }
                 }
-                status = NativeMethods.sphana_llm_load(Utf8.EncodeNulTerminated(path), ref native, out handle);
-                if (status != 0)
-                {
-                    throw Result.Error(status, "sphana_llm_load");
-                }
+                int status = NativeMethods.sphana_llm_load(Utf8.EncodeNulTerminated(path), ref native, out handle);
+                handle = SafeLlmModelHandle.Adopt(status, handle, "sphana_llm_load");
             }
             finally
             {
@@ -141,7 +134,6 @@ namespace Sphana.Llm
                     pin.Free();
                 }
             }
-            handle.Track();
             try
             {
                 return new LlmModel(handle, path);
@@ -276,422 +268,6 @@ namespace Sphana.Llm
             }
         }
 
-        // ---- tokenizing ----------------------------------------------------------------------
-
-        /// <summary>Tokenizes text into ids.</summary>
-        /// <param name="text">The text.</param>
-        /// <param name="addSpecialTokens">Add BOS/EOS etc. as the tokenizer's configuration says.</param>
-        /// <param name="parseSpecialTokens">Turn special-token text such as "&lt;|eot_id|&gt;" into the special id. Off by
-        /// default so that documents and user input cannot inject control tokens.</param>
-        /// <returns>The ids.</returns>
-        public int[] Tokenize(string text, bool addSpecialTokens = true, bool parseSpecialTokens = false)
-        {
-            if (text == null)
-            {
-                throw new ArgumentNullException("text");
-            }
-            SafeLlmModelHandle handle = Handle;
-            byte[] bytes = Utf8.Encode(text);
-            uint flags = TokenizeFlags(addSpecialTokens, parseSpecialTokens);
-            int capacity = GuessTokenCount(bytes.Length);
-            while (true)
-            {
-                var ids = new int[capacity];
-                UIntPtr count;
-                int status = NativeMethods.sphana_llm_tokenize(handle, bytes, NativeMethods.Size(bytes.Length), flags, ids,
-                    NativeMethods.Size(capacity), out count);
-                long n = NativeMethods.Long(count);
-                if (status == BufferTooSmall && n > capacity)
-                {
-                    capacity = checked((int)n);
-                    continue;
-                }
-                Result.Check(status, "sphana_llm_tokenize");
-                return Trim(ids, (int)n);
-            }
-        }
-
-        /// <summary>Counts the tokens of a text (as <see cref="Tokenize"/> would produce them) without copying them out.</summary>
-        /// <param name="text">The text.</param>
-        /// <param name="addSpecialTokens">Count BOS/EOS etc. as the tokenizer's configuration adds them.</param>
-        /// <param name="parseSpecialTokens">Count special-token text as the special id.</param>
-        /// <returns>The number of tokens.</returns>
-        public int CountTokens(string text, bool addSpecialTokens = true, bool parseSpecialTokens = false)
-        {
-            if (text == null)
-            {
-                throw new ArgumentNullException("text");
-            }
-            SafeLlmModelHandle handle = Handle;
-            byte[] bytes = Utf8.Encode(text);
-            UIntPtr count;
-            int status = NativeMethods.sphana_llm_tokenize(handle, bytes, NativeMethods.Size(bytes.Length),
-                TokenizeFlags(addSpecialTokens, parseSpecialTokens), null, UIntPtr.Zero, out count);
-            if (status != BufferTooSmall)
-            {
-                Result.Check(status, "sphana_llm_tokenize");
-            }
-            return checked((int)NativeMethods.Long(count));
-        }
-
-        /// <summary>
-        /// Tokenizes text and tells where each token is in it, in UTF-16 code units of <paramref name="text"/>
-        /// (<c>text.Substring(span.Start, span.Length)</c>), e.g. to cut documents into chunks of N tokens.
-        /// </summary>
-        /// <param name="text">The text.</param>
-        /// <param name="addSpecialTokens">Add BOS/EOS etc. (they get empty spans).</param>
-        /// <param name="parseSpecialTokens">Turn special-token text into the special id.</param>
-        /// <returns>One span per token, in order.</returns>
-        public TokenSpan[] TokenizeWithOffsets(string text, bool addSpecialTokens = true, bool parseSpecialTokens = false)
-        {
-            if (text == null)
-            {
-                throw new ArgumentNullException("text");
-            }
-            SafeLlmModelHandle handle = Handle;
-            byte[] bytes = Utf8.Encode(text);
-            uint flags = TokenizeFlags(addSpecialTokens, parseSpecialTokens);
-            int capacity = GuessTokenCount(bytes.Length);
-            while (true)
-            {
-                var ids = new int[capacity];
-                var spans = new NativeMethods.TokenSpan[capacity];
-                UIntPtr count;
-                int status = NativeMethods.sphana_llm_tokenize_with_offsets(handle, bytes, NativeMethods.Size(bytes.Length),
-                    flags, ids, spans, NativeMethods.Size(capacity), out count);
-                long n = NativeMethods.Long(count);
-                if (status == BufferTooSmall && n > capacity)
-                {
-                    capacity = checked((int)n);
-                    continue;
-                }
-                Result.Check(status, "sphana_llm_tokenize_with_offsets");
-                var map = new Utf16OffsetMap(text);
-                var result = new TokenSpan[n];
-                for (int i = 0; i < n; i++)
-                {
-                    int start = map.ToUtf16(NativeMethods.Long(spans[i].start), false);
-                    int end = map.ToUtf16(NativeMethods.Long(spans[i].end), true);
-                    result[i] = new TokenSpan(ids[i], start, end);
-                }
-                return result;
-            }
-        }
-
-        /// <summary>Tokenizes many texts in parallel (one native worker per core) with the same flags.</summary>
-        /// <param name="texts">The texts.</param>
-        /// <param name="addSpecialTokens">Add BOS/EOS etc. to each text.</param>
-        /// <param name="parseSpecialTokens">Turn special-token text into the special id.</param>
-        /// <returns>The ids of each text, in order.</returns>
-        public int[][] TokenizeBatch(IReadOnlyList<string> texts, bool addSpecialTokens = true, bool parseSpecialTokens = false)
-        {
-            if (texts == null)
-            {
-                throw new ArgumentNullException("texts");
-            }
-            SafeLlmModelHandle handle = Handle;
-            int count = texts.Count;
-            var pins = new GCHandle[count];
-            var pointers = new IntPtr[count];
-            var lengths = new UIntPtr[count];
-            NativeMethods.TokenBatch batch;
-            int status;
-            try
-            {
-                for (int i = 0; i < count; i++)
-                {
-                    if (texts[i] == null)
-                    {
-                        throw new ArgumentException("texts[" + i + "] is null", "texts");
-                    }
-                    byte[] bytes = Utf8.Encode(texts[i]);
-                    pins[i] = GCHandle.Alloc(bytes, GCHandleType.Pinned);
-                    pointers[i] = pins[i].AddrOfPinnedObject();
-                    lengths[i] = NativeMethods.Size(bytes.Length);
-                }
-                status = NativeMethods.sphana_llm_tokenize_batch(handle, pointers, lengths, NativeMethods.Size(count),
-                    TokenizeFlags(addSpecialTokens, parseSpecialTokens), out batch);
-                if (status != 0)
-                {
-                    throw Result.Error(status, "sphana_llm_tokenize_batch");
-                }
-            }
-            finally
-            {
-                foreach (GCHandle pin in pins)
-                {
-                    if (pin.IsAllocated)
-                    {
-                        pin.Free();
-                    }
-                }
-            }
-            try
-            {
-                var starts = new IntPtr[count + 1];
-                Marshal.Copy(batch.starts, starts, 0, count + 1);
-                var result = new int[count][];
-                for (int i = 0; i < count; i++)
-                {
-                    long start = starts[i].ToInt64();
-                    int length = checked((int)(starts[i + 1].ToInt64() - start));
-                    result[i] = new int[length];
-                    if (length > 0)
-                    {
-                        Marshal.Copy(new IntPtr(batch.ids.ToInt64() + start * sizeof(int)), result[i], 0, length);
-                    }
-                }
-                return result;
-            }
-            finally
-            {
-                NativeMethods.sphana_llm_token_batch_free(ref batch);
-            }
-        }
-
-        // ---- decoding and the vocabulary ----------------------------------------------------
-
-        /// <summary>Decodes ids to text.</summary>
-        /// <param name="ids">The ids.</param>
-        /// <param name="skipSpecialTokens">Leave special tokens (BOS, EOS, chat markers) out of the text.</param>
-        /// <returns>The text.</returns>
-        /// <exception cref="SphanaLlmException"><see cref="SphanaLlmStatus.InvalidTokenId"/> for an id outside the vocabulary.</exception>
-        public string Decode(IReadOnlyList<int> ids, bool skipSpecialTokens = true)
-        {
-            if (ids == null)
-            {
-                throw new ArgumentNullException("ids");
-            }
-            SafeLlmModelHandle handle = Handle;
-            int[] array = ToArray(ids);
-            uint flags = skipSpecialTokens ? NativeMethods.SPHANA_LLM_DECODE_SKIP_SPECIAL : 0u;
-            int capacity = (int)Math.Min(array.Length * 8L + 16, int.MaxValue);
-            while (true)
-            {
-                var text = new byte[capacity];
-                UIntPtr length;
-                int status = NativeMethods.sphana_llm_decode(handle, array, NativeMethods.Size(array.Length), flags, text,
-                    NativeMethods.Size(capacity), out length);
-                long n = NativeMethods.Long(length);
-                if (status == BufferTooSmall && n + 1 > capacity)
-                {
-                    capacity = checked((int)n + 1);
-                    continue;
-                }
-                Result.Check(status, "sphana_llm_decode");
-                return Utf8.Decode(text, (int)n);
-            }
-        }
-
-        /// <summary>
-        /// Creates a decoder that turns ids, one at a time, into text as soon as it is complete UTF-8 (for showing
-        /// tokens as they are produced). One decoder serves one sequence at a time.
-        /// </summary>
-        /// <param name="skipSpecialTokens">Leave special tokens out of the text.</param>
-        /// <returns>The decoder; dispose it when done (it keeps the native model alive until then).</returns>
-        public StreamDecoder CreateStreamDecoder(bool skipSpecialTokens = true)
-        {
-            return new StreamDecoder(Handle, skipSpecialTokens);
-        }
-
-        /// <summary>The id of a token string as stored in the vocabulary (e.g. "&lt;|eot_id|&gt;", "Ġthe", "▁the").</summary>
-        /// <param name="token">The vocabulary string.</param>
-        /// <returns>Its id.</returns>
-        /// <exception cref="SphanaLlmException"><see cref="SphanaLlmStatus.NotFound"/> when there is no such token.</exception>
-        public int TokenToId(string token)
-        {
-            int id;
-            int status = LookUp(token, out id);
-            if (status != 0)
-            {
-                throw Result.Error(status, "sphana_llm_token_to_id");
-            }
-            return id;
-        }
-
-        /// <summary>Like <see cref="TokenToId"/>, returning false instead of throwing when the token does not exist.</summary>
-        /// <param name="token">The vocabulary string.</param>
-        /// <param name="id">Its id, or -1.</param>
-        /// <returns>Whether the token exists.</returns>
-        public bool TryTokenToId(string token, out int id)
-        {
-            int status = LookUp(token, out id);
-            if (status == (int)SphanaLlmStatus.NotFound)
-            {
-                id = -1;
-                return false;
-            }
-            Result.Check(status, "sphana_llm_token_to_id");
-            return true;
-        }
-
-        /// <summary>The vocabulary string of an id (e.g. 9906 is "Hello" in Llama 3).</summary>
-        /// <param name="id">The id.</param>
-        /// <returns>The string as stored in the vocabulary.</returns>
-        /// <exception cref="SphanaLlmException"><see cref="SphanaLlmStatus.InvalidTokenId"/> for an id outside the vocabulary.</exception>
-        public string IdToToken(int id)
-        {
-            SafeLlmModelHandle handle = Handle;
-            int capacity = 64;
-            while (true)
-            {
-                var text = new byte[capacity];
-                UIntPtr length;
-                int status = NativeMethods.sphana_llm_id_to_token(handle, id, text, NativeMethods.Size(capacity), out length);
-                long n = NativeMethods.Long(length);
-                if (status == BufferTooSmall && n + 1 > capacity)
-                {
-                    capacity = checked((int)n + 1);
-                    continue;
-                }
-                Result.Check(status, "sphana_llm_id_to_token");
-                return Utf8.Decode(text, (int)n);
-            }
-        }
-
-        /// <summary>Whether an id is a special (control) token such as BOS, EOS or a chat marker.</summary>
-        /// <param name="id">The id.</param>
-        /// <returns>True for a special token.</returns>
-        public bool IsSpecialToken(int id)
-        {
-            int special;
-            Result.Check(NativeMethods.sphana_llm_is_special(Handle, id, out special), "sphana_llm_is_special");
-            return special != 0;
-        }
-
-        // ---- generation ----------------------------------------------------------------------
-
-        /// <summary>Generates a continuation of a text prompt and returns its text.</summary>
-        /// <param name="prompt">The prompt (see <see cref="GenerationOptions.ParseSpecialTokens"/> for chat-formatted prompts).</param>
-        /// <param name="options">Generation options, or null for greedy decoding of up to 256 tokens.</param>
-        /// <param name="cancellationToken">Ends the generation within one token.</param>
-        /// <returns>The generated text.</returns>
-        /// <exception cref="OperationCanceledException">The token ended the generation.</exception>
-        public string Generate(string prompt, GenerationOptions options = null, CancellationToken cancellationToken = default(CancellationToken))
-        {
-            GenerationResult result = Complete(prompt, options, null, cancellationToken);
-            ThrowIfCancelled(result, cancellationToken);
-            return result.Text;
-        }
-
-        /// <summary>
-        /// <see cref="Generate(string, GenerationOptions, CancellationToken)"/> on a dedicated worker thread, so the
-        /// caller's thread (and the thread pool) is never blocked by the model.
-        /// </summary>
-        /// <param name="prompt">The prompt.</param>
-        /// <param name="options">Generation options, or null for the defaults.</param>
-        /// <param name="cancellationToken">Ends the generation within one token; the task then ends as cancelled.</param>
-        /// <returns>The generated text.</returns>
-        public Task<string> GenerateAsync(string prompt, GenerationOptions options = null, CancellationToken cancellationToken = default(CancellationToken))
-        {
-            CheckPrompt(prompt);
-            ThrowIfDisposed();
-            return Task.Factory.StartNew(() => Generate(prompt, options, cancellationToken), cancellationToken,
-                TaskCreationOptions.LongRunning | TaskCreationOptions.DenyChildAttach, TaskScheduler.Default);
-        }
-
-        /// <summary>
-        /// Generates a continuation of a text prompt and returns the text, ids, finish reason and figures.
-        /// Cancellation does not throw: the result has <see cref="FinishReason.Cancelled"/> and the text so far.
-        /// </summary>
-        /// <param name="prompt">The prompt.</param>
-        /// <param name="options">Generation options, or null for the defaults.</param>
-        /// <param name="onText">Receives the text as it is generated, on the generating thread; the pieces join to
-        /// <see cref="GenerationResult.Text"/>. An exception it throws stops the generation and is rethrown by this method.</param>
-        /// <param name="cancellationToken">Ends the generation within one token.</param>
-        /// <returns>The result.</returns>
-        public GenerationResult Complete(string prompt, GenerationOptions options = null, Action<string> onText = null,
-            CancellationToken cancellationToken = default(CancellationToken))
-        {
-            CheckPrompt(prompt);
-            return Run(PromptInput.FromText(Utf8.Encode(prompt)), options, onText, cancellationToken);
-        }
-
-        /// <summary>Like <see cref="Complete(string, GenerationOptions, Action{string}, CancellationToken)"/> with a prompt of token ids (nothing is added to them).</summary>
-        /// <param name="promptIds">The prompt ids (all inside the vocabulary).</param>
-        /// <param name="options">Generation options, or null for the defaults.</param>
-        /// <param name="onText">Receives the text as it is generated.</param>
-        /// <param name="cancellationToken">Ends the generation within one token.</param>
-        /// <returns>The result.</returns>
-        public GenerationResult Complete(IReadOnlyList<int> promptIds, GenerationOptions options = null, Action<string> onText = null,
-            CancellationToken cancellationToken = default(CancellationToken))
-        {
-            if (promptIds == null)
-            {
-                throw new ArgumentNullException("promptIds");
-            }
-            return Run(PromptInput.FromIds(ToArray(promptIds)), options, onText, cancellationToken);
-        }
-
-        /// <summary><see cref="Complete(string, GenerationOptions, Action{string}, CancellationToken)"/> on a dedicated worker thread.</summary>
-        /// <param name="prompt">The prompt.</param>
-        /// <param name="options">Generation options, or null for the defaults.</param>
-        /// <param name="onText">Receives the text as it is generated, on the worker thread.</param>
-        /// <param name="cancellationToken">Ends the generation within one token (the result says Cancelled; the task is not cancelled).</param>
-        /// <returns>The result.</returns>
-        public Task<GenerationResult> CompleteAsync(string prompt, GenerationOptions options = null, Action<string> onText = null,
-            CancellationToken cancellationToken = default(CancellationToken))
-        {
-            CheckPrompt(prompt);
-            ThrowIfDisposed();
-            return Task.Factory.StartNew(() => Complete(prompt, options, onText, cancellationToken), CancellationToken.None,
-                TaskCreationOptions.LongRunning | TaskCreationOptions.DenyChildAttach, TaskScheduler.Default);
-        }
-
-        /// <summary><see cref="Complete(IReadOnlyList{int}, GenerationOptions, Action{string}, CancellationToken)"/> on a dedicated worker thread.</summary>
-        /// <param name="promptIds">The prompt ids.</param>
-        /// <param name="options">Generation options, or null for the defaults.</param>
-        /// <param name="onText">Receives the text as it is generated, on the worker thread.</param>
-        /// <param name="cancellationToken">Ends the generation within one token (the result says Cancelled).</param>
-        /// <returns>The result.</returns>
-        public Task<GenerationResult> CompleteAsync(IReadOnlyList<int> promptIds, GenerationOptions options = null,
-            Action<string> onText = null, CancellationToken cancellationToken = default(CancellationToken))
-        {
-            if (promptIds == null)
-            {
-                throw new ArgumentNullException("promptIds");
-            }
-            int[] ids = CopyToArray(promptIds);
-            ThrowIfDisposed();
-            return Task.Factory.StartNew(() => Complete(ids, options, onText, cancellationToken), CancellationToken.None,
-                TaskCreationOptions.LongRunning | TaskCreationOptions.DenyChildAttach, TaskScheduler.Default);
-        }
-
-        /// <summary>
-        /// Generates on a dedicated thread and yields the text as it becomes available (complete UTF-8 only; the pieces
-        /// join to what <see cref="Generate(string, GenerationOptions, CancellationToken)"/> returns). Each enumeration
-        /// runs one generation. Leaving the loop early (break, an exception, disposing the enumerator) cancels the
-        /// generation and waits for its thread to end.
-        /// </summary>
-        /// <param name="prompt">The prompt.</param>
-        /// <param name="options">Generation options, or null for the defaults.</param>
-        /// <param name="cancellationToken">Ends the generation within one token; the next <c>MoveNext</c> then throws
-        /// <see cref="OperationCanceledException"/> (pieces not yet taken are dropped).</param>
-        /// <returns>The text pieces.</returns>
-        public IEnumerable<string> GenerateStream(string prompt, GenerationOptions options = null,
-            CancellationToken cancellationToken = default(CancellationToken))
-        {
-            CheckPrompt(prompt);
-            ThrowIfDisposed();
-            return new GenerationStream(this, PromptInput.FromText(Utf8.Encode(prompt)), options, cancellationToken);
-        }
-
-        /// <summary>Like <see cref="GenerateStream(string, GenerationOptions, CancellationToken)"/> with a prompt of token ids.</summary>
-        /// <param name="promptIds">The prompt ids.</param>
-        /// <param name="options">Generation options, or null for the defaults.</param>
-        /// <param name="cancellationToken">Ends the generation within one token.</param>
-        /// <returns>The text pieces.</returns>
-        public IEnumerable<string> GenerateStream(IReadOnlyList<int> promptIds, GenerationOptions options = null,
-            CancellationToken cancellationToken = default(CancellationToken))
-        {
-            if (promptIds == null)
-            {
-                throw new ArgumentNullException("promptIds");
-            }
-            ThrowIfDisposed();
-            return new GenerationStream(this, PromptInput.FromIds(CopyToArray(promptIds)), options, cancellationToken);
-        }
-
         /// <summary>
         /// Releases the native model. Calls already running on other threads finish normally; later calls throw
         /// <see cref="ObjectDisposedException"/>. Stream decoders created from this model keep working until disposed.
@@ -701,93 +277,18 @@ namespace Sphana.Llm
             _handle.Dispose();
         }
 
-        // ---- internals -----------------------------------------------------------------------
-
-        /// <summary>One generation, with an optional native cancellation flag created here from the token.</summary>
-        private GenerationResult Run(PromptInput prompt, GenerationOptions options, Action<string> onText,
-            CancellationToken cancellationToken)
-        {
-            SafeLlmModelHandle handle = Handle;
-            if (!cancellationToken.CanBeCanceled)
-            {
-                return NativeGeneration.Run(handle, prompt, options, onText, null, IdBufferSize(options));
-            }
-            using (SafeCancellationHandle cancel = SafeCancellationHandle.Create())
-            {
-                CancellationTokenRegistration registration = cancellationToken.Register(
-                    state => ((SafeCancellationHandle)state).TryCancel(), cancel);
-                try
-                {
-                    return NativeGeneration.Run(handle, prompt, options, onText, cancel, IdBufferSize(options));
-                }
-                finally
-                {
-                    // Waits for a callback already running, so the flag is not freed under it.
-                    registration.Dispose();
-                }
-            }
-        }
-
-        /// <summary>Used by <see cref="GenerationStream"/>, which owns its cancellation flag.</summary>
-        internal GenerationResult RunWithCancellation(PromptInput prompt, GenerationOptions options,
-            Action<string> onText, SafeCancellationHandle cancel)
-        {
-            return NativeGeneration.Run(Handle, prompt, options, onText, cancel, IdBufferSize(options));
-        }
-
-        private int IdBufferSize(GenerationOptions options)
-        {
-            long size = options == null ? 256 : Math.Max(0, options.MaxTokens);
-            if (_contextLength.HasValue && _contextLength.Value < size)
-            {
-                size = _contextLength.Value;
-            }
-            return (int)Math.Min(size, MaxIdBuffer);
-        }
-
-        private static void ThrowIfCancelled(GenerationResult result, CancellationToken cancellationToken)
-        {
-            if (result.FinishReason == FinishReason.Cancelled)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-            }
-        }
-
-        private static void CheckPrompt(string prompt)
-        {
-            if (prompt == null)
-            {
-                throw new ArgumentNullException("prompt");
-            }
-        }
-
-        private int LookUp(string token, out int id)
-        {
-            if (token == null)
-            {
-                throw new ArgumentNullException("token");
-            }
-            byte[] bytes = Utf8.Encode(token);
-            return NativeMethods.sphana_llm_token_to_id(Handle, bytes, NativeMethods.Size(bytes.Length), out id);
-        }
-
         private static int[] ReadEosIds(SafeLlmModelHandle handle)
         {
-            int capacity = 8;
-            while (true)
+            int[] ids = null;
+            long n = NativeBuffer.Fill(8, 0, "sphana_llm_eos_ids", (int capacity, out long length) =>
             {
-                var ids = new int[capacity];
+                ids = new int[capacity];
                 UIntPtr count;
                 int status = NativeMethods.sphana_llm_eos_ids(handle, ids, NativeMethods.Size(capacity), out count);
-                long n = NativeMethods.Long(count);
-                if (status == BufferTooSmall && n > capacity)
-                {
-                    capacity = checked((int)n);
-                    continue;
-                }
-                Result.Check(status, "sphana_llm_eos_ids");
-                return Trim(ids, (int)n);
-            }
+                length = NativeMethods.Long(count);
+                return status;
+            });
+            return Trim(ids, (int)n);
         }
 
         private static EosSource ReadEosSource(SafeLlmModelHandle handle, out string path)
@@ -807,17 +308,7 @@ namespace Sphana.Llm
             return (EosSource)source;
         }
 
-        private static uint TokenizeFlags(bool addSpecialTokens, bool parseSpecialTokens)
-        {
-            return (addSpecialTokens ? NativeMethods.SPHANA_LLM_TOKENIZE_ADD_SPECIAL : 0u)
-                | (parseSpecialTokens ? NativeMethods.SPHANA_LLM_TOKENIZE_PARSE_SPECIAL : 0u);
-        }
-
-        /// <summary>A first buffer size that fits almost every text (a token is at least one byte, plus a few added).</summary>
-        private static int GuessTokenCount(int bytes)
-        {
-            return bytes <= (1 << 20) ? bytes + 16 : bytes / 3 + 16;
-        }
+        // ---- array helpers shared by the partial files ----------------------------------------
 
         private static int[] Trim(int[] ids, int count)
         {
@@ -838,17 +329,6 @@ namespace Sphana.Llm
                 return array;
             }
             array = new int[ids.Count];
-            for (int i = 0; i < array.Length; i++)
-            {
-                array[i] = ids[i];
-            }
-            return array;
-        }
-
-        /// <summary>A copy the caller cannot change while another thread reads it.</summary>
-        private static int[] CopyToArray(IReadOnlyList<int> ids)
-        {
-            var array = new int[ids.Count];
             for (int i = 0; i < array.Length; i++)
             {
                 array[i] = ids[i];

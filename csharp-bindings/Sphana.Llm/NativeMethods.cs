@@ -25,6 +25,14 @@ namespace Sphana.Llm
         internal const uint SPHANA_LLM_TOKENIZE_PARSE_SPECIAL = 2u;
         internal const uint SPHANA_LLM_DECODE_SKIP_SPECIAL = 1u;
 
+        // Struct kinds for sphana_llm_struct_size (SPHANA_LLM_STRUCT_*).
+        internal const uint SPHANA_LLM_STRUCT_LOAD_OPTIONS = 1u;
+        internal const uint SPHANA_LLM_STRUCT_GENERATE_PARAMS = 2u;
+        internal const uint SPHANA_LLM_STRUCT_GENERATE_STATS = 3u;
+        internal const uint SPHANA_LLM_STRUCT_TOKEN_SPAN = 4u;
+        internal const uint SPHANA_LLM_STRUCT_TOKEN_BATCH = 5u;
+        internal const uint SPHANA_LLM_STRUCT_CHAT_MESSAGE = 6u;
+
         /// <summary>SphanaLlmTextCallback.</summary>
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         internal delegate int TextCallback(IntPtr text, UIntPtr len, IntPtr userData);
@@ -128,6 +136,15 @@ namespace Sphana.Llm
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern void sphana_llm_string_free(IntPtr text);
+
+        /// <summary>
+        /// The library's sizeof of a struct (a SPHANA_LLM_STRUCT_* kind). The tests compare every struct declared
+        /// here with it. Loading does not call it: libraries of ABI version 1 built before it lack the symbol, and the
+        /// versioned structs may legitimately be larger in a later library of the same ABI (struct_size tells it the
+        /// caller's layout).
+        /// </summary>
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_struct_size(uint kind, out UIntPtr size);
 
         // ---- loading and model facts ---------------------------------------------------------
 

@@ -9,17 +9,21 @@ using System.Threading;
 
 namespace Sphana.Llm
 {
-    /// <summary>Owns a <c>SphanaLlmModel*</c>; released with <c>sphana_llm_free</c>.</summary>
-    internal sealed class SafeLlmModelHandle : SafeHandle
+    /// <summary>
+    /// What the three handles share: NULL is invalid, release goes through the object's native free function,
+    /// and each handle type counts its live handles (<typeparamref name="THandle"/> gives each type its own count).
+    /// </summary>
+    /// <typeparam name="THandle">The concrete handle type.</typeparam>
+    internal abstract class NativeHandle<THandle> : SafeHandle where THandle : NativeHandle<THandle>
     {
         private static long s_live;
 
-        /// <summary>Used by the P/Invoke marshaller for <c>out</c> parameters.</summary>
-        public SafeLlmModelHandle() : base(IntPtr.Zero, true)
+        /// <summary>Used through the subclasses' constructors, which the P/Invoke marshaller calls for <c>out</c> parameters.</summary>
+        protected NativeHandle() : base(IntPtr.Zero, true)
         {
         }
 
-        /// <summary>Handles created and not yet released (a test hook for leak checks).</summary>
+        /// <summary>Handles of this type created and not yet released (a test hook for leak checks).</summary>
         internal static long Live
         {
             get { return Interlocked.Read(ref s_live); }
@@ -36,65 +40,65 @@ namespace Sphana.Llm
             Interlocked.Increment(ref s_live);
         }
 
-        protected override bool ReleaseHandle()
+        /// <summary>
+        /// Takes a handle the library just returned through an <c>out</c> parameter: throws for a failed
+        /// <paramref name="status"/> (right after the call, so the thread's last error is the call's), else counts it.
+        /// </summary>
+        internal static THandle Adopt(int status, THandle handle, string function)
         {
-            NativeMethods.sphana_llm_free(handle);
+            if (status != 0)
+            {
+                throw Result.Error(status, function);
+            }
+            handle.Track();
+            return handle;
+        }
+
+        /// <summary>The native free function of this object.</summary>
+        protected abstract void Free(IntPtr pointer);
+
+        protected sealed override bool ReleaseHandle()
+        {
+            Free(handle);
             Interlocked.Decrement(ref s_live);
             return true;
+        }
+    }
+
+    /// <summary>Owns a <c>SphanaLlmModel*</c>; released with <c>sphana_llm_free</c>.</summary>
+    internal sealed class SafeLlmModelHandle : NativeHandle<SafeLlmModelHandle>
+    {
+        /// <summary>Used by the P/Invoke marshaller for <c>out</c> parameters.</summary>
+        public SafeLlmModelHandle()
+        {
+        }
+
+        protected override void Free(IntPtr pointer)
+        {
+            NativeMethods.sphana_llm_free(pointer);
         }
     }
 
     /// <summary>Owns a <c>SphanaLlmStreamDecoder*</c>; released with <c>sphana_llm_stream_decoder_free</c>.</summary>
-    internal sealed class SafeStreamDecoderHandle : SafeHandle
+    internal sealed class SafeStreamDecoderHandle : NativeHandle<SafeStreamDecoderHandle>
     {
-        private static long s_live;
-
         /// <summary>Used by the P/Invoke marshaller for <c>out</c> parameters.</summary>
-        public SafeStreamDecoderHandle() : base(IntPtr.Zero, true)
+        public SafeStreamDecoderHandle()
         {
         }
 
-        internal static long Live
+        protected override void Free(IntPtr pointer)
         {
-            get { return Interlocked.Read(ref s_live); }
-        }
-
-        public override bool IsInvalid
-        {
-            get { return handle == IntPtr.Zero; }
-        }
-
-        internal void Track()
-        {
-            Interlocked.Increment(ref s_live);
-        }
-
-        protected override bool ReleaseHandle()
-        {
-            NativeMethods.sphana_llm_stream_decoder_free(handle);
-            Interlocked.Decrement(ref s_live);
-            return true;
+            NativeMethods.sphana_llm_stream_decoder_free(pointer);
         }
     }
 
     /// <summary>Owns a <c>SphanaLlmCancellation*</c>; released with <c>sphana_llm_cancellation_free</c>.</summary>
-    internal sealed class SafeCancellationHandle : SafeHandle
+    internal sealed class SafeCancellationHandle : NativeHandle<SafeCancellationHandle>
     {
-        private static long s_live;
-
         /// <summary>Used by the P/Invoke marshaller for <c>out</c> parameters.</summary>
-        public SafeCancellationHandle() : base(IntPtr.Zero, true)
+        public SafeCancellationHandle()
         {
-        }
-
-        internal static long Live
-        {
-            get { return Interlocked.Read(ref s_live); }
-        }
-
-        public override bool IsInvalid
-        {
-            get { return handle == IntPtr.Zero; }
         }
 
         /// <summary>Creates a native cancellation flag.</summary>
@@ -102,17 +106,7 @@ namespace Sphana.Llm
         {
             SafeCancellationHandle cancel;
             int status = NativeMethods.sphana_llm_cancellation_new(out cancel);
-            if (status != 0)
-            {
-                throw Result.Error(status, "sphana_llm_cancellation_new");
-            }
-            cancel.Track();
-            return cancel;
-        }
-
-        internal void Track()
-        {
-            Interlocked.Increment(ref s_live);
+            return Adopt(status, cancel, "sphana_llm_cancellation_new");
         }
 
         /// <summary>
@@ -134,11 +128,9 @@ namespace Sphana.Llm
             }
         }
 
-        protected override bool ReleaseHandle()
+        protected override void Free(IntPtr pointer)
         {
-            NativeMethods.sphana_llm_cancellation_free(handle);
-            Interlocked.Decrement(ref s_live);
-            return true;
+            NativeMethods.sphana_llm_cancellation_free(pointer);
         }
     }
 }

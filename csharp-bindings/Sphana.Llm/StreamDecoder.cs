@@ -10,8 +10,6 @@ namespace Sphana.Llm
     /// </summary>
     public sealed class StreamDecoder : IDisposable
     {
-        private const int BufferTooSmall = (int)SphanaLlmStatus.BufferTooSmall;
-
         private readonly SafeStreamDecoderHandle _handle;
         private readonly object _lock = new object();
         private byte[] _buffer = new byte[64];
@@ -21,12 +19,7 @@ namespace Sphana.Llm
             SafeStreamDecoderHandle handle;
             int status = NativeMethods.sphana_llm_stream_decoder_new(model,
                 skipSpecialTokens ? NativeMethods.SPHANA_LLM_DECODE_SKIP_SPECIAL : 0u, out handle);
-            if (status != 0)
-            {
-                throw Result.Error(status, "sphana_llm_stream_decoder_new");
-            }
-            handle.Track();
-            _handle = handle;
+            _handle = SafeStreamDecoderHandle.Adopt(status, handle, "sphana_llm_stream_decoder_new");
         }
 
         /// <summary>Feeds one id and returns the text that became complete (often "").</summary>
@@ -59,21 +52,22 @@ namespace Sphana.Llm
                 {
                     throw new ObjectDisposedException(typeof(StreamDecoder).FullName);
                 }
-                while (true)
-                {
-                    UIntPtr length;
-                    int status = push
-                        ? NativeMethods.sphana_llm_stream_decoder_push(_handle, id, _buffer, NativeMethods.Size(_buffer.Length), out length)
-                        : NativeMethods.sphana_llm_stream_decoder_flush(_handle, _buffer, NativeMethods.Size(_buffer.Length), out length);
-                    long n = NativeMethods.Long(length);
-                    if (status == BufferTooSmall)
+                long n = NativeBuffer.FillDoubling(_buffer.Length,
+                    push ? "sphana_llm_stream_decoder_push" : "sphana_llm_stream_decoder_flush",
+                    (int capacity, out long length) =>
                     {
-                        _buffer = new byte[Math.Max(checked((int)n + 1), _buffer.Length * 2)];
-                        continue;
-                    }
-                    Result.Check(status, push ? "sphana_llm_stream_decoder_push" : "sphana_llm_stream_decoder_flush");
-                    return Utf8.Decode(_buffer, (int)n);
-                }
+                        if (capacity != _buffer.Length)
+                        {
+                            _buffer = new byte[capacity];
+                        }
+                        UIntPtr written;
+                        int status = push
+                            ? NativeMethods.sphana_llm_stream_decoder_push(_handle, id, _buffer, NativeMethods.Size(_buffer.Length), out written)
+                            : NativeMethods.sphana_llm_stream_decoder_flush(_handle, _buffer, NativeMethods.Size(_buffer.Length), out written);
+                        length = NativeMethods.Long(written);
+                        return status;
+                    });
+                return Utf8.Decode(_buffer, (int)n);
             }
         }
     }

@@ -78,6 +78,16 @@ namespace Sphana.Llm.Tests
             Check.Equal(defines["SPHANA_LLM_TOKENIZE_PARSE_SPECIAL"], (long)NativeMethods.SPHANA_LLM_TOKENIZE_PARSE_SPECIAL, "TOKENIZE_PARSE_SPECIAL");
             Check.Equal(defines["SPHANA_LLM_DECODE_SKIP_SPECIAL"], (long)NativeMethods.SPHANA_LLM_DECODE_SKIP_SPECIAL, "DECODE_SKIP_SPECIAL");
             Check.Equal(13 + 5 + 4 + 2 + 7, checkedCount, "constants compared");
+            // The struct kinds of sphana_llm_struct_size: each SPHANA_LLM_STRUCT_* is a NativeMethods constant of that value.
+            int structKinds = 0;
+            foreach (KeyValuePair<string, long> constant in defines.Where(d => d.Key.StartsWith("SPHANA_LLM_STRUCT_")))
+            {
+                FieldInfo field = typeof(NativeMethods).GetField(constant.Key, BindingFlags.Static | BindingFlags.NonPublic);
+                Check.True(field != null, "NativeMethods has a constant for " + constant.Key);
+                Check.Equal(constant.Value, (long)(uint)field.GetValue(null), "value of " + constant.Key);
+                structKinds++;
+            }
+            Check.Equal(6, structKinds, "SPHANA_LLM_STRUCT_* constants compared");
             string version = LlmModel.NativeVersion;
             Check.True(Regex.IsMatch(version, @"^\d+\.\d+\.\d+"), "a version string (" + version + ")");
         }
@@ -108,11 +118,7 @@ namespace Sphana.Llm.Tests
             Check.Equal((int)generateDefaults.struct_size, Marshal.SizeOf(typeof(NativeMethods.GenerateParams)), "sizeof(SphanaLlmGenerateParams)");
             NativeMethods.LoadOptions loadDefaults = NativeMethods.sphana_llm_load_options_default();
             Check.Equal((int)loadDefaults.struct_size, Marshal.SizeOf(typeof(NativeMethods.LoadOptions)), "sizeof(SphanaLlmLoadOptions)");
-            Check.Equal(64, Marshal.SizeOf(typeof(NativeMethods.GenerateStats)), "sizeof(SphanaLlmGenerateStats)");
-            Check.Equal(2 * IntPtr.Size, Marshal.SizeOf(typeof(NativeMethods.TokenSpan)), "sizeof(SphanaLlmTokenSpan)");
-            Check.Equal(4 * IntPtr.Size, Marshal.SizeOf(typeof(NativeMethods.ChatMessage)), "sizeof(SphanaLlmChatMessage)");
 
-            // Every C struct of the header, field by field: same names, same offsets, same size (x86-64 rules).
             var structs = new Dictionary<string, Type>
             {
                 { "SphanaLlmGenerateParams", typeof(NativeMethods.GenerateParams) },
@@ -122,6 +128,28 @@ namespace Sphana.Llm.Tests
                 { "SphanaLlmTokenBatch", typeof(NativeMethods.TokenBatch) },
                 { "SphanaLlmChatMessage", typeof(NativeMethods.ChatMessage) },
             };
+
+            // Every struct the wrapper declares has the size the loaded library was built with.
+            var kinds = new Dictionary<string, uint>
+            {
+                { "SphanaLlmGenerateParams", NativeMethods.SPHANA_LLM_STRUCT_GENERATE_PARAMS },
+                { "SphanaLlmGenerateStats", NativeMethods.SPHANA_LLM_STRUCT_GENERATE_STATS },
+                { "SphanaLlmLoadOptions", NativeMethods.SPHANA_LLM_STRUCT_LOAD_OPTIONS },
+                { "SphanaLlmTokenSpan", NativeMethods.SPHANA_LLM_STRUCT_TOKEN_SPAN },
+                { "SphanaLlmTokenBatch", NativeMethods.SPHANA_LLM_STRUCT_TOKEN_BATCH },
+                { "SphanaLlmChatMessage", NativeMethods.SPHANA_LLM_STRUCT_CHAT_MESSAGE },
+            };
+            Check.Equal(structs.Count, kinds.Count, "a struct kind for every C# mirror");
+            foreach (KeyValuePair<string, Type> mirror in structs)
+            {
+                uint kind;
+                Check.True(kinds.TryGetValue(mirror.Key, out kind), "a struct kind for " + mirror.Key);
+                UIntPtr size;
+                Check.Equal(0, NativeMethods.sphana_llm_struct_size(kind, out size), "sphana_llm_struct_size(" + mirror.Key + ")");
+                Check.Equal((long)size.ToUInt64(), (long)Marshal.SizeOf(mirror.Value), "sizeof(" + mirror.Key + "): library and C#");
+            }
+
+            // Every C struct of the header, field by field: same names, same offsets, same size (x86-64 rules).
             string header = Regex.Replace(File.ReadAllText(Paths.Header), @"/\*.*?\*/", "", RegexOptions.Singleline);
             MatchCollection definitions = Regex.Matches(header, @"typedef struct (\w+) \{(.*?)\} \1;", RegexOptions.Singleline);
             Check.Equal(structs.Count, definitions.Count, "C structs in the header with a C# mirror");
