@@ -27,12 +27,12 @@ step "setup (scripts/setup.sh): assets, model references, committed model golden
 bash scripts/setup.sh
 
 step "tokenizer goldens equal what the Python references produce now; nothing wrote to tests/golden/"
-python3 scripts/make_tokenizer_golden.py --check
+python3 scripts/goldens/make_tokenizer_golden.py --check
 git diff --exit-code --stat -- tests/golden/ || { echo "setup changed tests/golden/" >&2; exit 1; }
 
-step "cargo fmt --check / layering (scripts/check_layering.py) / clippy -D warnings"
+step "cargo fmt --check / layering (scripts/ci/check_layering.py) / clippy -D warnings"
 cargo fmt --all -- --check
-python3 scripts/check_layering.py
+python3 scripts/ci/check_layering.py
 cargo clippy --all-targets --locked -- -D warnings
 
 step "cargo test (ONNX Runtime 1.23.2)"
@@ -45,7 +45,7 @@ step "panic test: an injected panic in an entry point is SPHANA_LLM_ERR_INTERNAL
 ORT_DYLIB_PATH="$root/assets/onnxruntime/1.23.2/libonnxruntime.so" cargo test --locked --features test-hooks --test panic
 
 step "leak check from C: valgrind memcheck (30 cycles) and heap/RSS over 300 cycles"
-ORT_DYLIB_PATH="$root/assets/onnxruntime/1.23.2/libonnxruntime.so" bash scripts/leak_check.sh --ci
+ORT_DYLIB_PATH="$root/assets/onnxruntime/1.23.2/libonnxruntime.so" bash scripts/ci/leak_check.sh --ci
 
 step "C# wrapper tests (Mono and CoreCLR)"
 bash csharp-bindings/test.sh

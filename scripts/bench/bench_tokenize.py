@@ -4,7 +4,7 @@
 One process, same text, same machine. The Llama 3.2 tokenizer on assets/texts/multilingual_1mb.txt
 (read as raw bytes, CRLF kept). All sides are first checked to return identical ids.
 
-    python3 scripts/bench_tokenize.py [--rounds 7] [--lib target/release/libsphana_llm.so]
+    python3 scripts/bench/bench_tokenize.py [--rounds 7] [--lib target/release/libsphana_llm.so]
 
 Sides are alternated inside every round (A, B, C, A, B, C, ...) and the median over rounds is
 reported, because the machine is small and shared. Batch figures run one subprocess per thread
@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_LIB = os.path.join(ROOT, "target", "release", "libsphana_llm.so")
 TOK_DIR = os.path.join(ROOT, "assets", "tokenizers", "llama3.2")
 TOK_JSON = os.path.join(TOK_DIR, "tokenizer.json")

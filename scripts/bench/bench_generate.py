@@ -3,7 +3,7 @@
 ONNX Runtime KV-cache loop, on SmolLM2-135M-Instruct float32 and INT8 (the same ONNX files for
 every side), 1 and 2 intra-op threads, a short (37-token ChatML) and a long (512-token) prompt.
 
-    python3 scripts/bench_generate.py [--rounds 3] [--new-tokens 32] [--threads 1,2]
+    python3 scripts/bench/bench_generate.py [--rounds 3] [--new-tokens 32] [--threads 1,2]
 
 Every side runs in its own long-lived worker process (ONNX Runtime is loaded once per process and
 a process can hold only one ORT version): the coordinator starts the workers of one
@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_LIB = os.path.join(ROOT, "target", "release", "libsphana_llm.so")
 MODELS = {
     "fp32": os.path.join(ROOT, "assets", "models", "smollm2-135m-instruct"),

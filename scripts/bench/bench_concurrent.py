@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Concurrent generation on one handle: continuous batching vs one request alone.
 
-    python3 scripts/bench_concurrent.py [--models fp32,int8] [--requests 4] [--new-tokens 64]
+    python3 scripts/bench/bench_concurrent.py [--models fp32,int8] [--requests 4] [--new-tokens 64]
                                         [--threads N] [--rounds 3]
 
-Loads SmolLM2-135M-Instruct (float32 and INT8, the files scripts/bench_generate.py uses) through the
+Loads SmolLM2-135M-Instruct (float32 and INT8, the files scripts/bench/bench_generate.py uses) through the
 C ABI (ctypes; the GIL is released during each call, so Python threads are real concurrent callers)
 three times:
   batched     max_decode_batch 8 (the default): concurrent decode steps share one session.run
@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_LIB = os.path.join(ROOT, "target", "release", "libsphana_llm.so")
 MODELS = {
     "fp32": os.path.join(ROOT, "assets", "models", "smollm2-135m-instruct"),

@@ -5,14 +5,14 @@ No download outside the package registry: `pip download` the manylinux wheel, ta
 `onnxruntime/capi/libonnxruntime.so.<version>` out of it and write it as
 `assets/onnxruntime/<version>/libonnxruntime.so`. Idempotent.
 
-Usage: python3 scripts/fetch_onnxruntime.py [VERSION ...]   (default: 1.23.2 1.32.0)
+Usage: python3 scripts/setup/fetch_onnxruntime.py [VERSION ...]   (default: 1.23.2 1.32.0)
 """
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOWNLOADS = ROOT / "assets" / ".downloads"
 OUT = ROOT / "assets" / "onnxruntime"
 DEFAULT_VERSIONS = ["1.23.2", "1.32.0"]

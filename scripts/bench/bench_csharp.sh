@@ -4,9 +4,9 @@
 # (csharp-bindings/bench/TokenizeBench.cs). Uses the release library (built here unless SKIP_BUILD=1) and
 # the runtimes csharp-bindings/test.sh sets up (run it, or scripts/setup.sh, first).
 #
-#   scripts/bench_csharp.sh [calls per round = 200000] [rounds = 7]
+#   scripts/bench/bench_csharp.sh [calls per round = 200000] [rounds = 7]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 root=$(pwd)
 assets="${SPHANA_LLM_ASSETS:-$root/assets}"
 out="$root/target/csharp-bench"
