@@ -42,18 +42,16 @@ def child(model: str, new_tokens: int, threads: int) -> None:
     baseline = status_kib("VmRSS")
     import ctypes
 
-    import bench_concurrent as bc  # ctypes structs and the C ABI wrapper
+    import bench_concurrent as bc  # its loader: the release library through sphana_abi, ORT 1.23.2
+    import sphana_abi
 
-    lib = bc.Library(bc.DEFAULT_LIB)
+    lib = bc.Bench(sphana_abi.RELEASE_LIB)
     handle = lib.load(model, threads, 8, 1)
     config = json.load(open(os.path.join(model, "config.json")))
     text = open(os.path.join(ROOT, "assets", "texts", "multilingual_1mb.txt"), "rb").read()[:6000]  # > 512 tokens
     n = ctypes.c_size_t()
     ids = (ctypes.c_int32 * 8192)()
-    lib.lib.sphana_llm_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint32,
-                                            ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t,
-                                            ctypes.POINTER(ctypes.c_size_t)]
-    lib.check(lib.lib.sphana_llm_tokenize(handle, text, len(text), 0, ids, 8192, ctypes.byref(n)), "tokenize")
+    lib.abi.check(lib.abi.lib.sphana_llm_tokenize(handle, text, len(text), 0, ids, 8192, ctypes.byref(n)), "tokenize")
     prompt = list(ids[:512])
     result = lib.generate(handle, prompt, new_tokens)
     peak = status_kib("VmHWM")
