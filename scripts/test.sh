@@ -4,7 +4,8 @@
 # the committed tokenizer goldens against the Python references, then formatting, clippy, the
 # Rust tests (ONNX Runtime 1.23.2; they include the fuzz targets' replay over their regression
 # inputs, seeds and mutants), the generation and batching tests again on ONNX Runtime 1.32.0,
-# the panic test, the leak check (valgrind), and the C# wrapper's tests on Mono and CoreCLR.
+# the panic test, the leak check (valgrind), the benchmarks' ctypes declarations of the C ABI
+# against the library and the header, and the C# wrapper's tests on Mono and CoreCLR.
 # Every step prints its wall time; the summary at the end lists them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +47,9 @@ ORT_DYLIB_PATH="$root/assets/onnxruntime/1.23.2/libonnxruntime.so" cargo test --
 
 step "leak check from C: valgrind memcheck (30 cycles) and heap/RSS over 300 cycles"
 ORT_DYLIB_PATH="$root/assets/onnxruntime/1.23.2/libonnxruntime.so" bash scripts/ci/leak_check.sh --ci
+
+step "Python ctypes declarations (scripts/bench/sphana_abi.py) against the library the leak check built and the header"
+python3 scripts/bench/test_sphana_abi.py "${CARGO_TARGET_DIR:-$root/target}/debug/libsphana_llm.so"
 
 step "C# wrapper tests (Mono and CoreCLR)"
 bash csharp-bindings/test.sh
