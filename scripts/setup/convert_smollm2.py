@@ -32,9 +32,9 @@ import numpy as np
 
 import model_golden
 import onnx_llama as ol
+from downloads import DOWNLOADS, sha256_file
 
 ROOT = Path(__file__).resolve().parents[2]
-DOWNLOADS = ROOT / "assets" / ".downloads"
 OUT = ROOT / "assets" / "models" / "smollm2-135m-instruct"
 OUT_INT8 = ROOT / "assets" / "models" / "smollm2-135m-instruct-int8"
 
@@ -50,14 +50,6 @@ EXPECTED_PROMPT = (
     "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
 )
 MAX_NEW = 48
-
-
-def sha256_file(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fetch_gguf() -> Path:

@@ -12,8 +12,9 @@ import sys
 import zipfile
 from pathlib import Path
 
+from downloads import DOWNLOADS, write_atomic
+
 ROOT = Path(__file__).resolve().parents[2]
-DOWNLOADS = ROOT / "assets" / ".downloads"
 OUT = ROOT / "assets" / "onnxruntime"
 DEFAULT_VERSIONS = ["1.23.2", "1.32.0"]
 
@@ -38,10 +39,7 @@ def fetch(version: str) -> Path:
     with zipfile.ZipFile(wheels[0]) as wheel:
         if member not in wheel.namelist():
             sys.exit(f"{wheels[0].name} has no {member}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_bytes(wheel.read(member))
-        tmp.rename(target)
+        write_atomic(target, wheel.read(member))
     print(f"fetched  {target.relative_to(ROOT)} ({target.stat().st_size} bytes)")
     return target
 
