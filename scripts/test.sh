@@ -4,7 +4,8 @@
 # the committed tokenizer goldens against the Python references, then formatting, clippy, the
 # Rust tests (ONNX Runtime 1.23.2; they include the fuzz targets' replay over their regression
 # inputs, seeds and mutants), the generation and batching tests again on ONNX Runtime 1.32.0,
-# the panic test, the leak check (valgrind), and the C# wrapper's tests on Mono and CoreCLR.
+# the panic test, the leak check (valgrind), the benchmarks' ctypes declarations of the C ABI
+# against the library and the header, and the C# wrapper's tests on Mono and CoreCLR.
 # Every step prints its wall time; the summary at the end lists them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,12 +28,12 @@ step "setup (scripts/setup.sh): assets, model references, committed model golden
 bash scripts/setup.sh
 
 step "tokenizer goldens equal what the Python references produce now; nothing wrote to tests/golden/"
-python3 scripts/make_tokenizer_golden.py --check
+python3 scripts/goldens/make_tokenizer_golden.py --check
 git diff --exit-code --stat -- tests/golden/ || { echo "setup changed tests/golden/" >&2; exit 1; }
 
-step "cargo fmt --check / layering (scripts/check_layering.py) / clippy -D warnings"
+step "cargo fmt --check / layering (scripts/ci/check_layering.py) / clippy -D warnings"
 cargo fmt --all -- --check
-python3 scripts/check_layering.py
+python3 scripts/ci/check_layering.py
 cargo clippy --all-targets --locked -- -D warnings
 
 step "cargo test (ONNX Runtime 1.23.2)"
@@ -45,7 +46,10 @@ step "panic test: an injected panic in an entry point is SPHANA_LLM_ERR_INTERNAL
 ORT_DYLIB_PATH="$root/assets/onnxruntime/1.23.2/libonnxruntime.so" cargo test --locked --features test-hooks --test panic
 
 step "leak check from C: valgrind memcheck (30 cycles) and heap/RSS over 300 cycles"
-ORT_DYLIB_PATH="$root/assets/onnxruntime/1.23.2/libonnxruntime.so" bash scripts/leak_check.sh --ci
+ORT_DYLIB_PATH="$root/assets/onnxruntime/1.23.2/libonnxruntime.so" bash scripts/ci/leak_check.sh --ci
+
+step "Python ctypes declarations (scripts/bench/sphana_abi.py) against the library the leak check built and the header"
+python3 scripts/bench/test_sphana_abi.py "${CARGO_TARGET_DIR:-$root/target}/debug/libsphana_llm.so"
 
 step "C# wrapper tests (Mono and CoreCLR)"
 bash csharp-bindings/test.sh

@@ -1,5 +1,5 @@
 //! Chat templates against HF `transformers.apply_chat_template` goldens
-//! (`scripts/make_chat_golden.py`), injection safety, and chat generation on SmolLM2.
+//! (`scripts/goldens/make_chat_golden.py`), injection safety, and chat generation on SmolLM2.
 
 mod common;
 

@@ -9,7 +9,7 @@
 //! still generate exactly what they generated before any case ran.
 //!
 //! Models: the micro model (context 256, chat template; built by
-//! `scripts/make_micro_model.py`), tiny-llama `short-context` (context 64, no chat
+//! `scripts/setup/make_micro_model.py`), tiny-llama `short-context` (context 64, no chat
 //! template) and the Llama 3.2 tokenizer loaded tokenizer-only, plus broken model
 //! directories written to a temp dir.
 

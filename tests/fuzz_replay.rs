@@ -11,7 +11,7 @@
 //! treats it). Failing inputs are written to `target/fuzz-replay-failures/<target>/` and
 //! named in the failure message; replay one under libFuzzer with
 //! `cargo fuzz run --sanitizer none <target> <file>`. Coverage-guided runs stay with
-//! `scripts/fuzz.sh` (RELIABILITY.md).
+//! `scripts/ci/fuzz.sh` (RELIABILITY.md).
 
 #[allow(dead_code, clippy::all)]
 #[path = "../fuzz/src/lib.rs"]

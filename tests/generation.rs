@@ -1,6 +1,6 @@
 //! Generation on the tiny random Llama-3.2-shaped decoders and on SmolLM2-135M-Instruct,
-//! against goldens computed by ONNX Runtime's Python API (`scripts/make_tiny_models.py`,
-//! `scripts/convert_smollm2.py`).
+//! against goldens computed by ONNX Runtime's Python API (`scripts/setup/make_tiny_models.py`,
+//! `scripts/setup/convert_smollm2.py`).
 
 mod common;
 

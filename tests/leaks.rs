@@ -12,7 +12,7 @@
 //! the heap grew by ~780 KiB per cycle with ~6000 distinct words per cycle (the cycle now tokenizes ~800, ~100 KiB per cycle unfixed).
 //!
 //! `LEAK_CYCLES` sets N (default 100). The same program runs under valgrind memcheck
-//! (1000 cycles, 0 bytes definitely lost) in `scripts/leak_check.sh`; see RELIABILITY.md.
+//! (1000 cycles, 0 bytes definitely lost) in `scripts/ci/leak_check.sh`; see RELIABILITY.md.
 
 #[path = "support/capi.rs"]
 mod capi;

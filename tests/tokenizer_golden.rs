@@ -1,5 +1,5 @@
 //! Exact ids, offsets and decodes against goldens made by the Python references
-//! (`tokenizers`, `sentencepiece`, `tiktoken`) by `scripts/make_tokenizer_golden.py`.
+//! (`tokenizers`, `sentencepiece`, `tiktoken`) by `scripts/goldens/make_tokenizer_golden.py`.
 
 mod common;
 

@@ -2,7 +2,7 @@
 // llm_generator.onnx and tokenizer.json, new LlmGeneratorModel(onnx, tokenizer.json, useGpu: true, 0,
 // maxPoolSize: 1, false, logger), then the same RAG-shaped requests one at a time and four at once.
 // Prints the tokens/s of each and the ratio (plus the batched decode steps), on whichever runtime runs it.
-// Run by scripts/bench_dropin.sh on Mono and CoreCLR.
+// Run by scripts/bench/bench_dropin.sh on Mono and CoreCLR.
 //
 //   DropInConcurrencyBench.exe <sphana folder> [max tokens = 64] [rounds = 3]
 using System;

@@ -1,6 +1,6 @@
 // Per-call cost of tokenizing a short chat message from C#: the wrapper's Tokenize and CountTokens against
 // a bare P/Invoke of sphana_llm_tokenize (pinned, preallocated arrays) and an empty P/Invoke, so the
-// marshalling cost can be told apart from the tokenizing. Run by scripts/bench_csharp.sh on Mono and CoreCLR.
+// marshalling cost can be told apart from the tokenizing. Run by scripts/bench/bench_csharp.sh on Mono and CoreCLR.
 //
 //   TokenizeBench.exe <tokenizer dir> [calls per round = 200000] [rounds = 7]
 using System;

@@ -127,13 +127,13 @@ namespace Sphana.Llm.Tests
 
         internal static string Tokenizer(string name)
         {
-            return Existing(Path.Combine(Assets, "tokenizers", name), "run `python3 scripts/fetch_tokenizers.py`");
+            return Existing(Path.Combine(Assets, "tokenizers", name), "run `python3 scripts/setup/fetch_tokenizers.py`");
         }
 
         internal static string Model(string name)
         {
             return Existing(Path.Combine(Assets, "models", name),
-                "run `python3 scripts/make_tiny_models.py` and `python3 scripts/convert_smollm2.py` (or scripts/setup.sh)");
+                "run `python3 scripts/setup/make_tiny_models.py` and `python3 scripts/setup/convert_smollm2.py` (or scripts/setup.sh)");
         }
 
         internal static object Golden(string relative)

@@ -50,7 +50,7 @@ pub fn work() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("fuzz/work"));
     assert!(
         dir.join("micro/model.onnx").is_file(),
-        "{} is not prepared: run scripts/fuzz.sh (it runs fuzz/make_seeds.py)",
+        "{} is not prepared: run scripts/ci/fuzz.sh (it runs fuzz/make_seeds.py)",
         dir.display()
     );
     dir

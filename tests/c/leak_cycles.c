@@ -2,7 +2,7 @@
  * leak_cycles.c — N cycles of load -> tokenize -> generate -> free through the C API,
  * for leak checking under valgrind memcheck / LeakSanitizer and for RSS-flatness checks.
  *
- * Built and run by tests/leaks.rs and scripts/leak_check.sh:
+ * Built and run by tests/leaks.rs and scripts/ci/leak_check.sh:
  *   cc -std=c11 -O1 -g -Wall -Wextra -Werror -pedantic -I include tests/c/leak_cycles.c \
  *      -L <target>/<profile> -lsphana_llm -Wl,-rpath,<target>/<profile> -o leak_cycles
  *   ./leak_cycles MODEL_DIR ORT_LIBRARY CYCLES [MAX_HEAP_GROWTH_KB [MAX_RSS_GROWTH_KB]]

@@ -20,7 +20,7 @@ pub fn tokenizer_dir(name: &str) -> PathBuf {
     let dir = assets_dir().join("tokenizers").join(name);
     assert!(
         dir.is_dir(),
-        "{} is missing: run `python3 scripts/fetch_tokenizers.py` first (or `scripts/test.sh`)",
+        "{} is missing: run `python3 scripts/setup/fetch_tokenizers.py` first (or `scripts/test.sh`)",
         dir.display()
     );
     dir
@@ -35,17 +35,17 @@ pub fn golden(relative: &str) -> serde_json::Value {
 
 /// A model reference for this machine, checked against its committed golden.
 ///
-/// `scripts/make_tiny_models.py` and `scripts/convert_smollm2.py` write the whole ONNX Runtime
+/// `scripts/setup/make_tiny_models.py` and `scripts/setup/convert_smollm2.py` write the whole ONNX Runtime
 /// Python reference (logits, margins, float16 and INT8 ids: what the CPU's kernels change) to
 /// `assets/reference/models/<name>.json` on the machine that runs the tests, and commit only its
-/// machine-independent part as `tests/golden/models/<name>.json` (`scripts/model_golden.py`).
+/// machine-independent part as `tests/golden/models/<name>.json` (`scripts/setup/model_golden.py`).
 /// This returns the reference after checking that it was made on this CPU and that every value
 /// of the committed golden is in it unchanged.
 pub fn model_reference(name: &str) -> serde_json::Value {
     let path = assets_dir().join(format!("reference/models/{name}.json"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "{}: {e}; run `python3 scripts/make_tiny_models.py` and `python3 scripts/convert_smollm2.py` (or `scripts/setup.sh`)",
+            "{}: {e}; run `python3 scripts/setup/make_tiny_models.py` and `python3 scripts/setup/convert_smollm2.py` (or `scripts/setup.sh`)",
             path.display()
         )
     });
@@ -101,7 +101,7 @@ fn subset_problems(
     }
 }
 
-/// The CPU's fingerprint as `scripts/model_golden.py` computes it: the first 16 hex digits of
+/// The CPU's fingerprint as `scripts/setup/model_golden.py` computes it: the first 16 hex digits of
 /// sha256("<model name>\n<flags sorted, space-separated>") from `/proc/cpuinfo`.
 pub fn cpu_fingerprint() -> String {
     use sha2::{Digest, Sha256};
@@ -143,7 +143,7 @@ pub fn big_text() -> String {
     let path = assets_dir().join("texts/multilingual_1mb.txt");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
-            "{}: {e}; run `python3 scripts/fetch_tokenizers.py`",
+            "{}: {e}; run `python3 scripts/setup/fetch_tokenizers.py`",
             path.display()
         )
     });
@@ -161,7 +161,7 @@ pub fn ids(value: &serde_json::Value) -> Vec<u32> {
 }
 
 /// The ONNX Runtime library the generation tests use: `ORT_DYLIB_PATH`, else the 1.23.2
-/// copy fetched by `scripts/fetch_onnxruntime.py`.
+/// copy fetched by `scripts/setup/fetch_onnxruntime.py`.
 pub fn ort_library() -> PathBuf {
     if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
         return PathBuf::from(path);
@@ -169,7 +169,7 @@ pub fn ort_library() -> PathBuf {
     let path = assets_dir().join("onnxruntime/1.23.2/libonnxruntime.so");
     assert!(
         path.is_file(),
-        "{} is missing: run `python3 scripts/fetch_onnxruntime.py` (or `scripts/test.sh`)",
+        "{} is missing: run `python3 scripts/setup/fetch_onnxruntime.py` (or `scripts/test.sh`)",
         path.display()
     );
     path
@@ -188,7 +188,7 @@ pub fn model_dir(name: &str) -> PathBuf {
     let dir = assets_dir().join("models").join(name);
     assert!(
         dir.is_dir(),
-        "{} is missing: run `python3 scripts/make_tiny_models.py` and `python3 scripts/convert_smollm2.py` (or `scripts/test.sh`)",
+        "{} is missing: run `python3 scripts/setup/make_tiny_models.py` and `python3 scripts/setup/convert_smollm2.py` (or `scripts/test.sh`)",
         dir.display()
     );
     dir

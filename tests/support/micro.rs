@@ -1,4 +1,4 @@
-//! The micro model (`scripts/make_micro_model.py`: a ~400-token byte-level BPE, a chat
+//! The micro model (`scripts/setup/make_micro_model.py`: a ~400-token byte-level BPE, a chat
 //! template and a 2-layer decoder with a 256-token context), built once per target
 //! directory, and loading through the C ABI with the test ONNX Runtime. Include with
 //! `#[path = "support/micro.rs"] mod micro;` after `mod common;` and
@@ -27,8 +27,8 @@ pub fn micro_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let root = super::common::repo_root();
-        let script = root.join("scripts/make_micro_model.py");
-        let onnx_llama = root.join("scripts/onnx_llama.py");
+        let script = root.join("scripts/setup/make_micro_model.py");
+        let onnx_llama = root.join("scripts/setup/onnx_llama.py");
         // Keyed by the scripts' sizes and mtimes, so an edited script rebuilds the model.
         let stamp = [&script, &onnx_llama]
             .iter()

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Concurrent generation on one handle: continuous batching vs one request alone.
 
-    python3 scripts/bench_concurrent.py [--models fp32,int8] [--requests 4] [--new-tokens 64]
+    python3 scripts/bench/bench_concurrent.py [--models fp32,int8] [--requests 4] [--new-tokens 64]
                                         [--threads N] [--rounds 3]
 
-Loads SmolLM2-135M-Instruct (float32 and INT8, the files scripts/bench_generate.py uses) through the
+Loads SmolLM2-135M-Instruct (float32 and INT8, the files scripts/bench/bench_generate.py uses) through the
 C ABI (ctypes; the GIL is released during each call, so Python threads are real concurrent callers)
 three times:
   batched     max_decode_batch 8 (the default): concurrent decode steps share one session.run
@@ -27,16 +27,15 @@ Prints a table and a JSON line (RESULT ...) with the medians.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import statistics
 import sys
 import threading
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_LIB = os.path.join(ROOT, "target", "release", "libsphana_llm.so")
+import sphana_abi
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODELS = {
     "fp32": os.path.join(ROOT, "assets", "models", "smollm2-135m-instruct"),
     "int8": os.path.join(ROOT, "assets", "models", "smollm2-135m-instruct-int8"),
@@ -45,117 +44,32 @@ ORT_LIB = os.path.join(ROOT, "assets", "onnxruntime", "1.23.2", "libonnxruntime.
 GOLDEN = os.path.join(ROOT, "tests", "golden", "models", "smollm2.json")
 
 
-class Stats(ctypes.Structure):
-    _fields_ = [
-        ("struct_size", ctypes.c_uint32),
-        ("finish_reason", ctypes.c_int32),
-        ("prompt_tokens", ctypes.c_size_t),
-        ("generated_tokens", ctypes.c_size_t),
-        ("prefill_ms", ctypes.c_double),
-        ("decode_ms", ctypes.c_double),
-        ("session_run_ms", ctypes.c_double),
-        ("text_len", ctypes.c_size_t),
-        ("batched_steps", ctypes.c_size_t),
-    ]
+class Bench:
+    """The library and the two calls this benchmark makes."""
 
-
-class LoadOptions(ctypes.Structure):
-    _fields_ = [
-        ("struct_size", ctypes.c_uint32),
-        ("tokenizer_format", ctypes.c_int32),
-        ("ort_library_path", ctypes.c_char_p),
-        ("onnx_file_name", ctypes.c_char_p),
-        ("intra_op_threads", ctypes.c_int32),
-        ("execution_provider", ctypes.c_int32),
-        ("device_id", ctypes.c_int32),
-        ("allow_cpu_fallback", ctypes.c_uint32),
-        ("max_input_bytes", ctypes.c_uint64),
-        ("max_batch_texts", ctypes.c_uint64),
-        ("session_count", ctypes.c_uint32),
-        ("tokenizer_path", ctypes.c_char_p),
-        ("max_decode_batch", ctypes.c_uint32),
-    ]
-
-
-class GenParams(ctypes.Structure):
-    _fields_ = [
-        ("struct_size", ctypes.c_uint32),
-        ("max_new_tokens", ctypes.c_uint32),
-        ("temperature", ctypes.c_float),
-        ("top_k", ctypes.c_uint32),
-        ("top_p", ctypes.c_float),
-        ("min_p", ctypes.c_float),
-        ("repetition_penalty", ctypes.c_float),
-        ("seed", ctypes.c_uint64),
-        ("stop_strings", ctypes.POINTER(ctypes.c_char_p)),
-        ("stop_string_count", ctypes.c_size_t),
-        ("parse_special", ctypes.c_uint32),
-        ("add_special", ctypes.c_uint32),
-        ("ignore_eos", ctypes.c_uint32),
-        ("cancel", ctypes.c_void_p),
-        ("out_token_ids", ctypes.POINTER(ctypes.c_int32)),
-        ("out_token_ids_capacity", ctypes.c_size_t),
-    ]
-
-
-class Library:
     def __init__(self, path: str):
-        lib = ctypes.CDLL(path)
-        lib.sphana_llm_last_error.restype = ctypes.c_char_p
-        lib.sphana_llm_load_options_init.argtypes = [ctypes.POINTER(LoadOptions), ctypes.c_size_t]
-        lib.sphana_llm_generate_params_init.argtypes = [ctypes.POINTER(GenParams), ctypes.c_size_t]
-        lib.sphana_llm_load.argtypes = [ctypes.c_char_p, ctypes.POINTER(LoadOptions), ctypes.POINTER(ctypes.c_void_p)]
-        lib.sphana_llm_free.argtypes = [ctypes.c_void_p]
-        lib.sphana_llm_generate_from_ids.argtypes = [
-            ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t, ctypes.POINTER(GenParams),
-            ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(Stats),
-        ]
-        self.lib = lib
+        self.abi = sphana_abi.load(path)
         self.ort = ORT_LIB.encode()
 
-    def check(self, rc: int, what: str) -> None:
-        if rc != 0:
-            raise RuntimeError(f"{what}: status {rc}: {self.lib.sphana_llm_last_error().decode()}")
-
-    def load(self, model: str, threads: int, max_decode_batch: int, sessions: int) -> ctypes.c_void_p:
-        options = LoadOptions()
-        self.check(self.lib.sphana_llm_load_options_init(ctypes.byref(options), ctypes.sizeof(options)), "options")
-        options.ort_library_path = self.ort
-        options.intra_op_threads = threads
-        options.max_decode_batch = max_decode_batch
-        options.session_count = sessions
-        handle = ctypes.c_void_p()
-        self.check(self.lib.sphana_llm_load(model.encode(), ctypes.byref(options), ctypes.byref(handle)), "load")
-        return handle
+    def load(self, model: str, threads: int, max_decode_batch: int, sessions: int):
+        options = self.abi.load_options(ort_library_path=self.ort, intra_op_threads=threads,
+                                        max_decode_batch=max_decode_batch, session_count=sessions)
+        return self.abi.load_model(model, options)
 
     def generate(self, handle, prompt: list[int], n: int) -> dict:
-        params = GenParams()
-        self.check(self.lib.sphana_llm_generate_params_init(ctypes.byref(params), ctypes.sizeof(params)), "params")
-        out = (ctypes.c_int32 * n)()
-        params.max_new_tokens = n
-        params.ignore_eos = 1
-        params.out_token_ids = out
-        params.out_token_ids_capacity = n
-        stats = Stats()
-        stats.struct_size = ctypes.sizeof(Stats)
-        ids = (ctypes.c_int32 * len(prompt))(*prompt)
-        t0 = time.perf_counter()
-        rc = self.lib.sphana_llm_generate_from_ids(handle, ids, len(prompt), ctypes.byref(params), None, None, None,
-                                                   ctypes.byref(stats))
-        t1 = time.perf_counter()
-        self.check(rc, "generate")
-        assert stats.generated_tokens == n, stats.generated_tokens
+        res = self.abi.greedy_from_ids(handle, prompt, n)
+        stats = res["stats"]
         return {
-            "ids": list(out),
-            "start": t0,
-            "end": t1,
+            "ids": res["ids"],
+            "start": res["start"],
+            "end": res["end"],
             "prefill_ms": stats.prefill_ms,
             "decode_ms": stats.decode_ms,
             "batched_steps": stats.batched_steps,
         }
 
 
-def concurrent(lib: Library, handle, prompts: list[list[int]], n: int) -> dict:
+def concurrent(lib: Bench, handle, prompts: list[list[int]], n: int) -> dict:
     results: list[dict | None] = [None] * len(prompts)
     errors: list[BaseException] = []
     barrier = threading.Barrier(len(prompts))
@@ -189,7 +103,7 @@ def concurrent(lib: Library, handle, prompts: list[list[int]], n: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--lib", default=DEFAULT_LIB)
+    ap.add_argument("--lib", default=sphana_abi.RELEASE_LIB)
     ap.add_argument("--models", default="fp32,int8")
     ap.add_argument("--requests", type=int, default=4)
     ap.add_argument("--new-tokens", type=int, default=64)
@@ -206,7 +120,7 @@ def main() -> None:
         prompt = base[:cut] + (base[1:1 + 11 * i] if i % 2 == 0 else [])
         prompts.append(prompt)
 
-    lib = Library(args.lib)
+    lib = Bench(args.lib)
     report = {"threads": args.threads, "requests": args.requests, "new_tokens": args.new_tokens,
               "prompt_tokens": [len(p) for p in prompts], "models": {}}
     for name in args.models.split(","):
@@ -238,7 +152,7 @@ def main() -> None:
                 if side == "batched":
                     batched_steps.append(res["batched_steps"])
         for h in handles.values():
-            lib.lib.sphana_llm_free(h)
+            lib.abi.free_model(h)
         med = {k: statistics.median(v) for k, v in rows.items()}
         dec = {k: statistics.median(v) for k, v in decode_rows.items()}
         dec["alone"] = med["alone"]

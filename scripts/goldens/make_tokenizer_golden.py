@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Produce golden token ids for sphana-llm's tokenizer tests with independent reference libraries.
 
-Run `python3 scripts/fetch_tokenizers.py` first (it puts the tokenizer files under
+Run `python3 scripts/setup/fetch_tokenizers.py` first (it puts the tokenizer files under
 assets/tokenizers/ and the 1 MiB text under assets/texts/). This script writes
 
     tests/golden/tokenizers/inputs.json        the named input texts shared by every tokenizer
@@ -70,7 +70,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOK = ROOT / "assets" / "tokenizers"
 TEXT = ROOT / "assets" / "texts" / "multilingual_1mb.txt"
 OUT = ROOT / "tests" / "golden" / "tokenizers"
@@ -385,7 +385,7 @@ def llama32_special_names():
 def make_ref(name, fmt, relpath):
     path = TOK / relpath
     if not path.is_file():
-        die(f"{path.relative_to(ROOT)} missing: run python3 scripts/fetch_tokenizers.py first")
+        die(f"{path.relative_to(ROOT)} missing: run python3 scripts/setup/fetch_tokenizers.py first")
     dirname = relpath.split("/")[0]
     if fmt == "hf_json":
         return HfRef(path)
@@ -492,7 +492,7 @@ def check_versions():
            "tiktoken": tiktoken.__version__}
     for k, pre in EXPECTED_VERSIONS.items():
         if not got[k].startswith(pre):
-            sys.exit(f"{k} {got[k]} is not the pinned {pre}*: pip install -r scripts/requirements-golden.txt")
+            sys.exit(f"{k} {got[k]} is not the pinned {pre}*: pip install -r scripts/setup/requirements-golden.txt")
 
 
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -542,7 +542,7 @@ def main() -> int:
     check_versions()
 
     if not TEXT.is_file():
-        die(f"{TEXT.relative_to(ROOT)} missing: run python3 scripts/fetch_tokenizers.py first")
+        die(f"{TEXT.relative_to(ROOT)} missing: run python3 scripts/setup/fetch_tokenizers.py first")
     big_raw = TEXT.read_bytes()
     big_text = big_raw.decode("utf-8")
     big_sha = hashlib.sha256(big_raw).hexdigest()

@@ -3,7 +3,7 @@
 ONNX Runtime KV-cache loop, on SmolLM2-135M-Instruct float32 and INT8 (the same ONNX files for
 every side), 1 and 2 intra-op threads, a short (37-token ChatML) and a long (512-token) prompt.
 
-    python3 scripts/bench_generate.py [--rounds 3] [--new-tokens 32] [--threads 1,2]
+    python3 scripts/bench/bench_generate.py [--rounds 3] [--new-tokens 32] [--threads 1,2]
 
 Every side runs in its own long-lived worker process (ONNX Runtime is loaded once per process and
 a process can hold only one ORT version): the coordinator starts the workers of one
@@ -27,7 +27,6 @@ change the ids).
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import statistics
@@ -35,8 +34,9 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_LIB = os.path.join(ROOT, "target", "release", "libsphana_llm.so")
+import sphana_abi
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODELS = {
     "fp32": os.path.join(ROOT, "assets", "models", "smollm2-135m-instruct"),
     "int8": os.path.join(ROOT, "assets", "models", "smollm2-135m-instruct-int8"),
@@ -65,121 +65,25 @@ def emit(obj) -> None:
     sys.stdout.flush()
 
 
-class Stats(ctypes.Structure):
-    _fields_ = [
-        ("struct_size", ctypes.c_uint32),
-        ("finish_reason", ctypes.c_int32),
-        ("prompt_tokens", ctypes.c_size_t),
-        ("generated_tokens", ctypes.c_size_t),
-        ("prefill_ms", ctypes.c_double),
-        ("decode_ms", ctypes.c_double),
-        ("session_run_ms", ctypes.c_double),
-    ]
-
-
-class GenParams(ctypes.Structure):
-    _fields_ = [
-        ("struct_size", ctypes.c_uint32),
-        ("max_new_tokens", ctypes.c_uint32),
-        ("temperature", ctypes.c_float),
-        ("top_k", ctypes.c_uint32),
-        ("top_p", ctypes.c_float),
-        ("min_p", ctypes.c_float),
-        ("repetition_penalty", ctypes.c_float),
-        ("seed", ctypes.c_uint64),
-        ("stop_strings", ctypes.POINTER(ctypes.c_char_p)),
-        ("stop_string_count", ctypes.c_size_t),
-        ("parse_special", ctypes.c_uint32),
-        ("add_special", ctypes.c_uint32),
-        ("ignore_eos", ctypes.c_uint32),
-        ("cancel", ctypes.c_void_p),
-        ("out_token_ids", ctypes.POINTER(ctypes.c_int32)),
-        ("out_token_ids_capacity", ctypes.c_size_t),
-    ]
-
-
-class LoadOptions(ctypes.Structure):
-    _fields_ = [
-        ("struct_size", ctypes.c_uint32),
-        ("tokenizer_format", ctypes.c_int32),
-        ("ort_library_path", ctypes.c_char_p),
-        ("onnx_file_name", ctypes.c_char_p),
-        ("intra_op_threads", ctypes.c_int32),
-        ("execution_provider", ctypes.c_int32),
-        ("device_id", ctypes.c_int32),
-        ("allow_cpu_fallback", ctypes.c_uint32),
-        ("max_input_bytes", ctypes.c_uint64),
-        ("max_batch_texts", ctypes.c_uint64),
-        ("session_count", ctypes.c_uint32),
-    ]
-
-
-class LoadOptionsBuf(ctypes.Structure):
-    """Room for the library's own SphanaLlmLoadOptions, returned by value (later versions append fields:
-    the defaults are kept as written, struct_size included, and only ABI-1 fields are changed)."""
-
-    _fields_ = [("o", LoadOptions), ("_room", ctypes.c_ubyte * 512)]
-
-
-class GenParamsBuf(ctypes.Structure):
-    """The same for SphanaLlmGenerateParams."""
-
-    _fields_ = [("p", GenParams), ("_room", ctypes.c_ubyte * 512)]
-
-
 def worker_sphana(args):
-    lib = ctypes.CDLL(args.lib)
-    lib.sphana_llm_last_error.restype = ctypes.c_char_p
-    lib.sphana_llm_load_options_default.restype = LoadOptionsBuf
-    lib.sphana_llm_generate_params_default.restype = GenParamsBuf
-    lib.sphana_llm_load.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)]
-    lib.sphana_llm_generate_from_ids.argtypes = [
-        ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t, ctypes.c_void_p,
-        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(Stats),
-    ]
-    buf = lib.sphana_llm_load_options_default()
-    assert ctypes.sizeof(LoadOptions) <= buf.o.struct_size <= ctypes.sizeof(LoadOptionsBuf), buf.o.struct_size
-    ort_lib = args.ort_lib.encode()  # kept alive while the pointer is used
-    buf.o.ort_library_path = ort_lib
-    buf.o.intra_op_threads = args.threads
-    handle = ctypes.c_void_p()
-    rc = lib.sphana_llm_load(args.model.encode(), ctypes.byref(buf), ctypes.byref(handle))
-    if rc != 0:
-        raise RuntimeError(f"sphana_llm_load: {rc} {lib.sphana_llm_last_error().decode()}")
+    abi = sphana_abi.load(args.lib)
+    options = abi.load_options(ort_library_path=args.ort_lib.encode(), intra_op_threads=args.threads)
+    handle = abi.load_model(args.model, options)
     emit({"ready": True})
     for line in sys.stdin:
         req = json.loads(line)
         prompt, n = req["prompt"], req["n"]
-        pbuf = lib.sphana_llm_generate_params_default()
-        params = pbuf.p
-        assert ctypes.sizeof(GenParams) <= params.struct_size <= ctypes.sizeof(GenParamsBuf), params.struct_size
-        assert params.temperature == 0.0  # greedy by default
-        out = (ctypes.c_int32 * n)()
-        params.max_new_tokens = n
-        params.ignore_eos = 1
-        params.out_token_ids = out
-        params.out_token_ids_capacity = n
-        stats = Stats()
-        stats.struct_size = ctypes.sizeof(Stats)
-        ids = (ctypes.c_int32 * len(prompt))(*prompt)
-        c0 = time.thread_time()
-        t0 = time.perf_counter()
-        rc = lib.sphana_llm_generate_from_ids(handle, ids, len(prompt), ctypes.byref(pbuf), None, None, None,
-                                              ctypes.byref(stats))
-        wall = (time.perf_counter() - t0) * 1e3
-        cpu = (time.thread_time() - c0) * 1e3
-        if rc != 0:
-            raise RuntimeError(f"generate: {rc} {lib.sphana_llm_last_error().decode()}")
-        assert stats.generated_tokens == n and stats.prompt_tokens == len(prompt)
+        res = abi.greedy_from_ids(handle, prompt, n)
+        stats = res["stats"]
         emit({
-            "ids": list(out[: stats.generated_tokens]),
+            "ids": res["ids"],
             "prefill_ms": stats.prefill_ms,
             "decode_ms": stats.decode_ms,
             # session_run_ms includes the prefill run; prefill_ms (>= the prefill run) is subtracted,
             # so this is a lower bound of the decode runs' time and the overhead an upper bound.
             "decode_run_ms": stats.session_run_ms - stats.prefill_ms,
-            "wall_ms": wall,
-            "cpu_ms": cpu,
+            "wall_ms": (res["end"] - res["start"]) * 1e3,
+            "cpu_ms": res["cpu_s"] * 1e3,
         })
 
 
@@ -391,7 +295,7 @@ def med(xs):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--lib", default=os.environ.get("SPHANA_LLM_LIB", DEFAULT_LIB))
+    ap.add_argument("--lib", default=os.environ.get("SPHANA_LLM_LIB", sphana_abi.RELEASE_LIB))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--threads", default="1,2")

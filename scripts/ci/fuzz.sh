@@ -3,10 +3,10 @@
 # for a while; exits non-zero when any target finds a crash (a panic — even one the library
 # would catch —, an abort, a failed check, a timeout or too much memory).
 #
-#   scripts/fuzz.sh                     every target for FUZZ_SECONDS (default 12) seconds: the CI smoke run
-#   scripts/fuzz.sh 3600 tokenize       one target (or several) for an hour each
-#   FUZZ_ASAN=1 scripts/fuzz.sh 600     with AddressSanitizer (RUSTC_BOOTSTRAP=1; about 5x slower)
-#   FUZZ_JOBS=2 scripts/fuzz.sh 3600    libFuzzer workers per target (-fork)
+#   scripts/ci/fuzz.sh                    every target for FUZZ_SECONDS (default 12) seconds: the CI smoke run
+#   scripts/ci/fuzz.sh 3600 tokenize      one target (or several) for an hour each
+#   FUZZ_ASAN=1 scripts/ci/fuzz.sh 600    with AddressSanitizer (RUSTC_BOOTSTRAP=1; about 5x slower)
+#   FUZZ_JOBS=2 scripts/ci/fuzz.sh 3600   libFuzzer workers per target (-fork)
 #
 # Targets: tokenize, stream_decode, load_files, chat_template, generate_params, fast_path (see the doc
 # comment at the top of each fuzz/fuzz_targets/*.rs). Inputs that grew coverage are kept in
@@ -16,7 +16,7 @@
 # replay it with `cargo fuzz run --sanitizer none <target> <file>` (add -- -runs=1).
 # Stable Rust only needs `--sanitizer none`; ASan uses RUSTC_BOOTSTRAP=1 (see shared TOOLING notes).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 root=$(pwd)
 
 seconds=${1:-${FUZZ_SECONDS:-12}}

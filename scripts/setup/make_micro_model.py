@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Write a micro Llama-shaped model directory for leak and fuzz runs:
-python3 scripts/make_micro_model.py OUT_DIR [CONTEXT]   (CONTEXT: max_position_embeddings, default 256)
+python3 scripts/setup/make_micro_model.py OUT_DIR [CONTEXT]   (CONTEXT: max_position_embeddings, default 256)
 
 The tiny-llama test models share Llama 3.2's 128256-token vocabulary (a 9 MB tokenizer.json and a
 33 MB embedding), so one load takes seconds under valgrind. This one has a ~400-token byte-level BPE
 (trained here on a fixed text, deterministic), a chat template, and a 2-layer decoder of hidden size 32
-in the Optimum layout (scripts/onnx_llama.py): a full load -> tokenize -> generate -> free cycle takes
+in the Optimum layout (scripts/setup/onnx_llama.py): a full load -> tokenize -> generate -> free cycle takes
 milliseconds, so 1000 cycles fit under valgrind. Its weights are random: the text it generates is noise.
-Needs numpy, onnx, tokenizers (scripts/requirements.txt).
+Needs numpy, onnx, tokenizers (scripts/setup/requirements.txt).
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import onnx_llama as ol  # noqa: E402
+import onnx_llama as ol
 
 SPECIALS = ["<|bos|>", "<|eos|>", "<|im_start|>", "<|im_end|>"]
 CORPUS = [

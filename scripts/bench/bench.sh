@@ -1,26 +1,26 @@
 #!/usr/bin/env bash
 # Side-by-side benchmarks of sphana-llm (see BENCHMARKS.md): builds the release library, then
-#   scripts/bench_tokenize.py    tokenization vs HF tokenizers and tiktoken
-#   scripts/bench_generate.py    generation vs onnxruntime-genai and a Python ORT KV loop
-#   scripts/bench_concurrent.py  4 concurrent generations on one handle (continuous batching) vs one alone
-#   scripts/bench_memory.py      read bandwidth, bytes read per second, peak RSS vs the Python ORT loop
-#   scripts/bench_csharp.sh      the C# wrapper's per-call cost on a short message (Mono, CoreCLR), when
-#                                csharp-bindings/test.sh has set up mcs and CoreCLR
-#   scripts/bench_dropin.sh      the Sphana drop-in on Sphana's two-file folder, 4 requests at once vs one
-#                                at a time (Mono, CoreCLR), likewise
+#   scripts/bench/bench_tokenize.py    tokenization vs HF tokenizers and tiktoken
+#   scripts/bench/bench_generate.py    generation vs onnxruntime-genai and a Python ORT KV loop
+#   scripts/bench/bench_concurrent.py  4 concurrent generations on one handle (continuous batching) vs one alone
+#   scripts/bench/bench_memory.py      read bandwidth, bytes read per second, peak RSS vs the Python ORT loop
+#   scripts/bench/bench_csharp.sh      the C# wrapper's per-call cost on a short message (Mono, CoreCLR), when
+#                                      csharp-bindings/test.sh has set up mcs and CoreCLR
+#   scripts/bench/bench_dropin.sh      the Sphana drop-in on Sphana's two-file folder, 4 requests at once vs one
+#                                      at a time (Mono, CoreCLR), likewise
 # and prints everything. About 9 minutes on a 2-core VM with the defaults.
 #
-#   scripts/bench.sh                          defaults (3 generation rounds, 32 new tokens)
-#   GEN_ARGS="--rounds 5 --new-tokens 64" scripts/bench.sh     longer generation runs
-#   TOK_ARGS="--rounds 9" scripts/bench.sh
-#   OUT=target/bench scripts/bench.sh         where the JSON figures go (default target/bench)
-#   SKIP_BUILD=1 scripts/bench.sh             benchmark target/release/libsphana_llm.so as it is
+#   scripts/bench/bench.sh                       defaults (3 generation rounds, 32 new tokens)
+#   GEN_ARGS="--rounds 5 --new-tokens 64" scripts/bench/bench.sh     longer generation runs
+#   TOK_ARGS="--rounds 9" scripts/bench/bench.sh
+#   OUT=target/bench scripts/bench/bench.sh      where the JSON figures go (default target/bench)
+#   SKIP_BUILD=1 scripts/bench/bench.sh          benchmark target/release/libsphana_llm.so as it is
 #
 # Needs the assets of scripts/setup.sh (tokenizers, ONNX Runtime 1.23.2 and 1.32.0, SmolLM2 fp32
 # and int8) and Python tokenizers, tiktoken, onnxruntime 1.23.2, numpy. onnxruntime-genai 0.18.0
 # requires onnxruntime >= 1.31, so it lives in its own venv (assets/.venv-genai, created here).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 root=$(pwd)
 out=${OUT:-$root/target/bench}
 mkdir -p "$out"
@@ -62,26 +62,26 @@ echo "sphana-llm:  $(git describe --always --dirty 2>/dev/null || echo '?') ($(r
 echo "python:      $(python3 -c 'import sys, onnxruntime, tokenizers, tiktoken; print(sys.version.split()[0], "onnxruntime", onnxruntime.__version__, "tokenizers", tokenizers.__version__, "tiktoken", tiktoken.__version__)')"
 echo "genai venv:  $(assets/.venv-genai/bin/python -c 'import onnxruntime as o, onnxruntime_genai as g; print("onnxruntime-genai", g.__version__, "onnxruntime", o.__version__)')"
 
-step "tokenization (scripts/bench_tokenize.py ${TOK_ARGS:-})"
+step "tokenization (scripts/bench/bench_tokenize.py ${TOK_ARGS:-})"
 # shellcheck disable=SC2086
-python3 scripts/bench_tokenize.py --json "$out/tokenize.json" ${TOK_ARGS:-}
+python3 scripts/bench/bench_tokenize.py --json "$out/tokenize.json" ${TOK_ARGS:-}
 
-step "generation (scripts/bench_generate.py ${GEN_ARGS:-})"
+step "generation (scripts/bench/bench_generate.py ${GEN_ARGS:-})"
 # shellcheck disable=SC2086
-python3 scripts/bench_generate.py --json "$out/generate.json" ${GEN_ARGS:-}
+python3 scripts/bench/bench_generate.py --json "$out/generate.json" ${GEN_ARGS:-}
 
-step "concurrency (scripts/bench_concurrent.py ${CONC_ARGS:-})"
+step "concurrency (scripts/bench/bench_concurrent.py ${CONC_ARGS:-})"
 # shellcheck disable=SC2086
-python3 scripts/bench_concurrent.py ${CONC_ARGS:-} | tee "$out/concurrent.txt"
+python3 scripts/bench/bench_concurrent.py ${CONC_ARGS:-} | tee "$out/concurrent.txt"
 
-step "memory (scripts/bench_memory.py)"
-python3 scripts/bench_memory.py | tee "$out/memory.txt"
+step "memory (scripts/bench/bench_memory.py)"
+python3 scripts/bench/bench_memory.py | tee "$out/memory.txt"
 
 if command -v mcs >/dev/null && [ -x assets/dotnet/dotnetcore2/bin/dotnet ]; then
-  step "C# per-call cost (scripts/bench_csharp.sh)"
-  SKIP_BUILD=1 bash scripts/bench_csharp.sh | tee "$out/csharp.txt"
-  step "C# drop-in, 4 concurrent requests (scripts/bench_dropin.sh)"
-  SKIP_BUILD=1 bash scripts/bench_dropin.sh | tee "$out/dropin.txt"
+  step "C# per-call cost (scripts/bench/bench_csharp.sh)"
+  SKIP_BUILD=1 bash scripts/bench/bench_csharp.sh | tee "$out/csharp.txt"
+  step "C# drop-in, 4 concurrent requests (scripts/bench/bench_dropin.sh)"
+  SKIP_BUILD=1 bash scripts/bench/bench_dropin.sh | tee "$out/dropin.txt"
 else
   step "C# per-call cost skipped: run csharp-bindings/test.sh once to set up mcs and CoreCLR"
 fi

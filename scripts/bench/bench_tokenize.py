@@ -4,7 +4,7 @@
 One process, same text, same machine. The Llama 3.2 tokenizer on assets/texts/multilingual_1mb.txt
 (read as raw bytes, CRLF kept). All sides are first checked to return identical ids.
 
-    python3 scripts/bench_tokenize.py [--rounds 7] [--lib target/release/libsphana_llm.so]
+    python3 scripts/bench/bench_tokenize.py [--rounds 7] [--lib target/release/libsphana_llm.so]
 
 Sides are alternated inside every round (A, B, C, A, B, C, ...) and the median over rounds is
 reported, because the machine is small and shared. Batch figures run one subprocess per thread
@@ -23,8 +23,9 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_LIB = os.path.join(ROOT, "target", "release", "libsphana_llm.so")
+import sphana_abi
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOK_DIR = os.path.join(ROOT, "assets", "tokenizers", "llama3.2")
 TOK_JSON = os.path.join(TOK_DIR, "tokenizer.json")
 TIKTOKEN_MODEL = os.path.join(ROOT, "assets", "tokenizers", "llama3-tiktoken", "tokenizer.model")
@@ -38,102 +39,31 @@ LLAMA3_PAT = (
 # A short user message: 20 tokens with the Llama 3 vocabulary (checked at run time).
 SHORT_MSG = "Could you summarise the attached quarterly report in three short bullet points for me, please? Thanks!"
 
-OK = 0
-ERR_BUFFER_TOO_SMALL = -3
-
 
 # ------------------------------------------------------------------------------------------------
-# ctypes bindings (only what this script needs)
+# sphana-llm through sphana_abi (the C ABI via ctypes)
 
 
-class LoadOptions(ctypes.Structure):
-    _fields_ = [
-        ("struct_size", ctypes.c_uint32),
-        ("tokenizer_format", ctypes.c_int32),
-        ("ort_library_path", ctypes.c_char_p),
-        ("onnx_file_name", ctypes.c_char_p),
-        ("intra_op_threads", ctypes.c_int32),
-        ("execution_provider", ctypes.c_int32),
-        ("device_id", ctypes.c_int32),
-        ("allow_cpu_fallback", ctypes.c_uint32),
-        ("max_input_bytes", ctypes.c_uint64),
-        ("max_batch_texts", ctypes.c_uint64),
-        ("session_count", ctypes.c_uint32),
-    ]
-
-
-class LoadOptionsBuf(ctypes.Structure):
-    """Room for the library's own SphanaLlmLoadOptions, returned by value: later versions append fields,
-    so the struct the library writes may be larger than the ABI-1 fields above. The defaults are kept
-    as the library wrote them (its struct_size included) and only known fields are changed."""
-
-    _fields_ = [("o", LoadOptions), ("_room", ctypes.c_ubyte * 512)]
-
-
-class TokenBatch(ctypes.Structure):
-    _fields_ = [
-        ("ids", ctypes.POINTER(ctypes.c_int32)),
-        ("starts", ctypes.POINTER(ctypes.c_size_t)),
-        ("text_count", ctypes.c_size_t),
-    ]
-
-
-def load_lib(path: str) -> ctypes.CDLL:
-    lib = ctypes.CDLL(path)
-    lib.sphana_llm_last_error.restype = ctypes.c_char_p
-    lib.sphana_llm_version.restype = ctypes.c_char_p
-    lib.sphana_llm_abi_version.restype = ctypes.c_uint32
-    lib.sphana_llm_abi_version.argtypes = []
-    lib.sphana_llm_load_options_default.restype = LoadOptionsBuf
-    lib.sphana_llm_load.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)]
-    lib.sphana_llm_load.restype = ctypes.c_int32
-    lib.sphana_llm_free.argtypes = [ctypes.c_void_p]
-    lib.sphana_llm_free.restype = None
-    lib.sphana_llm_tokenize.argtypes = [
-        ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint32,
-        ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t),
-    ]
-    lib.sphana_llm_tokenize.restype = ctypes.c_int32
-    lib.sphana_llm_tokenize_batch.argtypes = [
-        ctypes.c_void_p, ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_size_t), ctypes.c_size_t,
-        ctypes.c_uint32, ctypes.POINTER(TokenBatch),
-    ]
-    lib.sphana_llm_tokenize_batch.restype = ctypes.c_int32
-    lib.sphana_llm_token_batch_free.argtypes = [ctypes.POINTER(TokenBatch)]
-    lib.sphana_llm_token_batch_free.restype = None
-    return lib
-
-
-def check(lib, rc: int, what: str) -> None:
-    if rc != OK:
-        raise RuntimeError(f"{what} failed ({rc}): {lib.sphana_llm_last_error().decode()}")
-
-
-def sphana_load(lib, path: str, fmt: int = 0):
-    buf = lib.sphana_llm_load_options_default()
-    assert ctypes.sizeof(LoadOptions) <= buf.o.struct_size <= ctypes.sizeof(LoadOptionsBuf), buf.o.struct_size
-    buf.o.tokenizer_format = fmt
-    handle = ctypes.c_void_p()
-    check(lib, lib.sphana_llm_load(path.encode(), ctypes.byref(buf), ctypes.byref(handle)), f"load {path}")
-    return handle
+def sphana_load(abi: sphana_abi.Library, path: str, fmt: int = sphana_abi.FORMAT_AUTO):
+    return abi.load_model(path, abi.load_options(tokenizer_format=fmt))
 
 
 class SphanaTokenizer:
     """sphana_llm_tokenize with a preallocated ids buffer (flags 0)."""
 
-    def __init__(self, lib, handle, capacity: int = 1 << 20):
-        self.lib, self.handle = lib, handle
+    def __init__(self, abi: sphana_abi.Library, handle, capacity: int = 1 << 20):
+        self.abi, self.lib, self.handle = abi, abi.lib, handle
         self.cap = capacity
         self.buf = (ctypes.c_int32 * capacity)()
         self.n = ctypes.c_size_t()
 
     def count(self, data: bytes) -> int:
         rc = self.lib.sphana_llm_tokenize(self.handle, data, len(data), 0, self.buf, self.cap, ctypes.byref(self.n))
-        if rc == ERR_BUFFER_TOO_SMALL:
+        if rc == sphana_abi.ERR_BUFFER_TOO_SMALL:
             self.cap = self.n.value
             self.buf = (ctypes.c_int32 * self.cap)()
             rc = self.lib.sphana_llm_tokenize(self.handle, data, len(data), 0, self.buf, self.cap, ctypes.byref(self.n))
-        check(self.lib, rc, "sphana_llm_tokenize")
+        self.abi.check(rc, "sphana_llm_tokenize")
         return self.n.value
 
     def ids(self, data: bytes) -> list[int]:
@@ -144,21 +74,21 @@ class SphanaTokenizer:
 class SphanaBatch:
     """sphana_llm_tokenize_batch over fixed texts; the pointer/length arrays are built once."""
 
-    def __init__(self, lib, handle, chunks: list[bytes]):
-        self.lib, self.handle, self.n = lib, handle, len(chunks)
+    def __init__(self, abi: sphana_abi.Library, handle, chunks: list[bytes]):
+        self.abi, self.lib, self.handle, self.n = abi, abi.lib, handle, len(chunks)
         self.ptrs = (ctypes.c_char_p * self.n)(*chunks)
         self.lens = (ctypes.c_size_t * self.n)(*[len(c) for c in chunks])
-        self.out = TokenBatch()
+        self.out = sphana_abi.TokenBatch()
 
     def run(self) -> None:
         """One call + free: the ids stay in the library's arrays, as a C caller gets them."""
-        check(self.lib, self.lib.sphana_llm_tokenize_batch(self.handle, self.ptrs, self.lens, self.n, 0,
-                                                           ctypes.byref(self.out)), "tokenize_batch")
+        self.abi.check(self.lib.sphana_llm_tokenize_batch(self.handle, self.ptrs, self.lens, self.n, 0,
+                                                          ctypes.byref(self.out)), "tokenize_batch")
         self.lib.sphana_llm_token_batch_free(ctypes.byref(self.out))
 
     def ids(self) -> list[list[int]]:
-        check(self.lib, self.lib.sphana_llm_tokenize_batch(self.handle, self.ptrs, self.lens, self.n, 0,
-                                                           ctypes.byref(self.out)), "tokenize_batch")
+        self.abi.check(self.lib.sphana_llm_tokenize_batch(self.handle, self.ptrs, self.lens, self.n, 0,
+                                                          ctypes.byref(self.out)), "tokenize_batch")
         starts = self.out.starts[: self.n + 1]
         flat = self.out.ids[: starts[self.n]]
         self.lib.sphana_llm_token_batch_free(ctypes.byref(self.out))
@@ -239,13 +169,13 @@ def batch_worker(lib_path: str, rounds: int, nchunks: int) -> dict:
     data = open(TEXT, "rb").read()
     chunks = chunk_text(data, nchunks)
     strs = [c.decode("utf-8") for c in chunks]
-    lib = load_lib(lib_path)
-    handle = sphana_load(lib, TOK_DIR)
+    abi = sphana_abi.load(lib_path)
+    handle = sphana_load(abi, TOK_DIR)
     hf = hf_tokenizer()
     tk = tiktoken_llama3()
     threads = int(os.environ["RAYON_NUM_THREADS"])
     # correctness: batch = per-chunk ids of every side
-    batch = SphanaBatch(lib, handle, chunks)
+    batch = SphanaBatch(abi, handle, chunks)
     ours = batch.ids()
     hf_ids = [e.ids for e in hf.encode_batch(strs, add_special_tokens=False)]
     tk_ids = tk.encode_ordinary_batch(strs, num_threads=threads)
@@ -256,7 +186,7 @@ def batch_worker(lib_path: str, rounds: int, nchunks: int) -> dict:
         times["hf"].append(timed(lambda: hf.encode_batch(strs, add_special_tokens=False)))
         times["hf_fast"].append(timed(lambda: hf.encode_batch_fast(strs, add_special_tokens=False)))
         times["tiktoken"].append(timed(lambda: tk.encode_ordinary_batch(strs, num_threads=threads)))
-    lib.sphana_llm_free(handle)
+    abi.free_model(handle)
     return {
         "threads": threads,
         "chunks": len(chunks),
@@ -271,7 +201,7 @@ def batch_worker(lib_path: str, rounds: int, nchunks: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--lib", default=os.environ.get("SPHANA_LLM_LIB", DEFAULT_LIB))
+    ap.add_argument("--lib", default=os.environ.get("SPHANA_LLM_LIB", sphana_abi.RELEASE_LIB))
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--chunks", type=int, default=1000)
     ap.add_argument("--short-calls", type=int, default=20000)
@@ -289,15 +219,16 @@ def main() -> None:
     data = open(TEXT, "rb").read()
     text = data.decode("utf-8")
     mb = len(data) / 1e6
-    lib = load_lib(args.lib)
-    print(f"sphana-llm {lib.sphana_llm_version().decode()} ({args.lib}); tokenizers {tokenizers.__version__}; "
+    abi = sphana_abi.load(args.lib)
+    lib = abi.lib
+    print(f"sphana-llm {abi.version()} ({args.lib}); tokenizers {tokenizers.__version__}; "
           f"tiktoken {tiktoken.__version__}")
     print(f"text: {TEXT} — {len(data)} bytes, {text.count(chr(13) + chr(10))} CRLF; {args.rounds} rounds, medians")
 
-    handle = sphana_load(lib, TOK_DIR)  # tokenizer.json
-    handle_tt = sphana_load(lib, TIKTOKEN_MODEL, fmt=3)  # tiktoken rank file, same vocabulary
-    ours = SphanaTokenizer(lib, handle)
-    ours_tt = SphanaTokenizer(lib, handle_tt)
+    handle = sphana_load(abi, TOK_DIR)  # tokenizer.json
+    handle_tt = sphana_load(abi, TIKTOKEN_MODEL, sphana_abi.FORMAT_TIKTOKEN)  # tiktoken rank file, same vocabulary
+    ours = SphanaTokenizer(abi, handle)
+    ours_tt = SphanaTokenizer(abi, handle_tt)
     hf = hf_tokenizer()
     tk = tiktoken_llama3()
 
@@ -347,8 +278,8 @@ def main() -> None:
     short_ids = ours.ids(short)
     assert short_ids == hf.encode(SHORT_MSG, add_special_tokens=False).ids == tk.encode_ordinary(SHORT_MSG)
     ncalls = args.short_calls
-    small = SphanaTokenizer(lib, handle, capacity=64)
-    abi = lib.sphana_llm_abi_version
+    small = SphanaTokenizer(abi, handle, capacity=64)
+    abi_version = lib.sphana_llm_abi_version
 
     def loop_ours():
         f, h, b, n, cap, ref = lib.sphana_llm_tokenize, handle, small.buf, small.n, small.cap, ctypes.byref(small.n)
@@ -357,7 +288,7 @@ def main() -> None:
 
     def loop_ctypes_noop():
         for _ in range(ncalls):
-            abi()
+            abi_version()
 
     def loop_hf():
         e = hf.encode
@@ -388,8 +319,8 @@ def main() -> None:
     for k, v in ctimes.items():
         print(f"| {k} | {median(v):.2f} | {median(v) / ob:.2f}× |")
 
-    lib.sphana_llm_free(handle)
-    lib.sphana_llm_free(handle_tt)
+    abi.free_model(handle)
+    abi.free_model(handle_tt)
 
     # ---- batch, 1 and 2 threads (subprocess per thread count)
     batch = []

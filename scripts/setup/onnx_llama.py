@@ -1,6 +1,6 @@
 """Build a Llama-style decoder as a standard-ops ONNX graph in the Optimum export layout.
 
-Shared by scripts/make_tiny_models.py and scripts/convert_smollm2.py. Needs only numpy + onnx.
+Shared by scripts/setup/make_tiny_models.py and scripts/setup/convert_smollm2.py. Needs only numpy + onnx.
 
 Layout (what Optimum / Sphana's exporter writes):
   inputs   input_ids        int64 [batch_size, sequence_length]

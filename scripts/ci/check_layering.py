@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The layering of src/, checked from its `use` lines: python3 scripts/check_layering.py
+"""The layering of src/, checked from its `use` lines: python3 scripts/ci/check_layering.py
 
 * The C shell depends on the core, never the reverse: no file outside src/ffi/ (and the CLI)
   refers to `crate::ffi`.
@@ -19,7 +19,7 @@ import re
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
 
 PATH_RE = re.compile(r"\b((?:crate|super|self)(?:::[A-Za-z_][A-Za-z0-9_]*)+)")

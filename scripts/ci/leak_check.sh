@@ -4,22 +4,22 @@
 # linked to libsphana_llm.so (release; with --ci the test profile's debug build that
 # `cargo test` already compiled the dependencies for, so CI compiles the crate only once more).
 #
-#   1. valgrind memcheck over N cycles on the micro model (scripts/make_micro_model.py) and a
+#   1. valgrind memcheck over N cycles on the micro model (scripts/setup/make_micro_model.py) and a
 #      few cycles on tokenizer-only SentencePiece and tiktoken directories: any memory error,
 #      any byte definitely or indirectly lost, or "possibly lost" bytes that grow with the
 #      number of cycles fail the run. Only ONNX Runtime's own findings are suppressed
-#      (scripts/valgrind.supp, each entry explained).
+#      (scripts/ci/valgrind.supp, each entry explained).
 #   2. Heap and RSS over M cycles (no valgrind): after a warm-up, the heap in use
 #      (glibc mallinfo2, exact) may grow by at most 2 KiB per cycle and the resident set size
 #      by at most 16 MiB (32 MiB for Llama 3 tiktoken; freed memory the allocator keeps
 #      moves it by megabytes).
 #
-#   scripts/leak_check.sh           N=1000 valgrind cycles, M=1000 RSS cycles (RELIABILITY.md)
-#   scripts/leak_check.sh --ci      N=30, M=300 on the test profile's build (what scripts/test.sh runs):
-#                                   the same checks, sized to what they prove (see below)
-#   VALGRIND_CYCLES=.. RSS_CYCLES=.. scripts/leak_check.sh
+#   scripts/ci/leak_check.sh          N=1000 valgrind cycles, M=1000 RSS cycles (RELIABILITY.md)
+#   scripts/ci/leak_check.sh --ci     N=30, M=300 on the test profile's build (what scripts/test.sh runs):
+#                                     the same checks, sized to what they prove (see below)
+#   VALGRIND_CYCLES=.. RSS_CYCLES=.. scripts/ci/leak_check.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 root=$(pwd)
 
 valgrind_cycles=${VALGRIND_CYCLES:-1000}
@@ -53,7 +53,7 @@ lib="$target_dir/$profile"
 
 if [ ! -f "$work/micro/model.onnx" ]; then
   step "micro model"
-  python3 scripts/make_micro_model.py "$work/micro"
+  python3 scripts/setup/make_micro_model.py "$work/micro"
 fi
 
 step "compile tests/c/leak_cycles.c"
@@ -78,7 +78,7 @@ vg() {
   # RUST_BACKTRACE=0: a caught panic with backtraces on leaves std's backtrace cache behind.
   RUST_BACKTRACE=0 valgrind --tool=memcheck --leak-check=full --show-leak-kinds=definite,indirect,possible \
     --errors-for-leak-kinds=definite,indirect --error-exitcode=99 --num-callers=40 \
-    --suppressions=scripts/valgrind.supp --log-file="$log" \
+    --suppressions=scripts/ci/valgrind.supp --log-file="$log" \
     "$work/leak_cycles" "$dir" "$ort" "$cycles" >/dev/null || {
     echo "valgrind found errors or definite leaks over $cycles cycles on $dir; see $log:" >&2
     grep -E -A30 "Invalid|uninitialised|definitely lost in|indirectly lost in|ERROR SUMMARY" "$log" | head -120 >&2

@@ -3,7 +3,7 @@
 ONNX Runtime picks its kernels by CPU: float32 logits differ in the sixth significant digit between
 an AVX-512 VNNI and an AVX2-only machine, and INT8 `quantize_dynamic` models even change their greedy
 ids (the AVX2 u8s8 kernels saturate 16-bit intermediate sums; VNNI does not). So each model reference
-script (scripts/make_tiny_models.py, scripts/convert_smollm2.py) writes two files:
+script (scripts/setup/make_tiny_models.py, scripts/setup/convert_smollm2.py) writes two files:
 
 * `assets/reference/models/<name>.json` (ignored, made on the machine that runs the tests): the whole
   reference -- logit values, margins, float16 and INT8 ids -- with the CPU and ONNX Runtime that made
@@ -25,7 +25,7 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GOLDEN_DIR = ROOT / "tests" / "golden" / "models"
 
 # Float32 greedy ids are committed when every step's top1 - top2 logit gap is at least this. The gaps

@@ -2,7 +2,7 @@
 """Memory figures for generation: the machine's memory read bandwidth, each model's decode rate turned
 into bytes read per second, and the peak RSS of a generation against model + KV cache + 64 MB.
 
-    python3 scripts/bench_memory.py [--new-tokens 32] [--threads 1]
+    python3 scripts/bench/bench_memory.py [--new-tokens 32] [--threads 1]
 
 * Read bandwidth: numpy sums a 1 GiB float32 array (one thread, median of 5) — a step that reads
   every weight once can at best run at bandwidth / model bytes per second.
@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MIB = 1 << 20
 
 
@@ -42,19 +42,16 @@ def child(model: str, new_tokens: int, threads: int) -> None:
     baseline = status_kib("VmRSS")
     import ctypes
 
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
-    import bench_concurrent as bc  # ctypes structs and the C ABI wrapper
+    import bench_concurrent as bc  # its loader: the release library through sphana_abi, ORT 1.23.2
+    import sphana_abi
 
-    lib = bc.Library(bc.DEFAULT_LIB)
+    lib = bc.Bench(sphana_abi.RELEASE_LIB)
     handle = lib.load(model, threads, 8, 1)
     config = json.load(open(os.path.join(model, "config.json")))
     text = open(os.path.join(ROOT, "assets", "texts", "multilingual_1mb.txt"), "rb").read()[:6000]  # > 512 tokens
     n = ctypes.c_size_t()
     ids = (ctypes.c_int32 * 8192)()
-    lib.lib.sphana_llm_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint32,
-                                            ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t,
-                                            ctypes.POINTER(ctypes.c_size_t)]
-    lib.check(lib.lib.sphana_llm_tokenize(handle, text, len(text), 0, ids, 8192, ctypes.byref(n)), "tokenize")
+    lib.abi.check(lib.abi.lib.sphana_llm_tokenize(handle, text, len(text), 0, ids, 8192, ctypes.byref(n)), "tokenize")
     prompt = list(ids[:512])
     result = lib.generate(handle, prompt, new_tokens)
     peak = status_kib("VmHWM")
@@ -128,7 +125,6 @@ def main() -> None:
     gbs = bandwidth()
     print(f"memory read bandwidth (numpy sum of 1 GiB, one thread, median of 5): {gbs:.1f} GB/s")
     report = {"read_bandwidth_gb_s": gbs, "models": {}}
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
     import bench_concurrent as bc
 
     print(f"\n512-token prompt, {args.new_tokens} new tokens, {args.threads} intra-op thread(s)")

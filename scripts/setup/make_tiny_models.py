@@ -3,8 +3,8 @@
 
 Writes assets/models/tiny-llama/<variant>/ and this machine's reference assets/reference/models/tiny_llama.json
 (both ignored), and checks that tests/golden/models/tiny_llama.json (committed: the machine-independent part,
-see scripts/model_golden.py) equals what was computed now; --write-golden rewrites it instead.
-Needs: numpy, onnx, onnxruntime (1.23.x). Run: python3 scripts/make_tiny_models.py [--skip-tokenizer-check] [--write-golden]
+see scripts/setup/model_golden.py) equals what was computed now; --write-golden rewrites it instead.
+Needs: numpy, onnx, onnxruntime (1.23.x). Run: python3 scripts/setup/make_tiny_models.py [--skip-tokenizer-check] [--write-golden]
 
 Goldens come from an independent reference: ONNX Runtime's Python API doing a full recompute of the
 whole sequence at every step (zero-length past). The script also checks that
@@ -27,11 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import model_golden  # noqa: E402
-import onnx_llama as ol  # noqa: E402
+import model_golden
+import onnx_llama as ol
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "assets" / "models" / "tiny-llama"
 TOKENIZER_DIR = ROOT / "assets" / "tokenizers" / "llama3.2"
 
@@ -256,7 +255,7 @@ def first_eos(ids):
 
 WHAT_IS_COMMITTED = (
     "The machine-independent part of the greedy references for the tiny random Llama-3.2-shaped models "
-    "(scripts/make_tiny_models.py; the rule is in scripts/model_golden.py): prompt ids, the I/O layout, and float32 "
+    "(scripts/setup/make_tiny_models.py; the rule is in scripts/setup/model_golden.py): prompt ids, the I/O layout, and float32 "
     "greedy ids whose every step's top-1/top-2 logit margin is >= %g. Logit values, margins, float16 and INT8 ids "
     "depend on the CPU's ONNX Runtime kernels: they are in assets/reference/models/tiny_llama.json, which the same "
     "script makes on the machine that runs the tests." % model_golden.FLOAT32_MACHINE_INDEPENDENT_MARGIN
@@ -324,10 +323,10 @@ def main():
     print("numpy reference agrees with the fp32 graph", flush=True)
 
     golden = {
-        "description": "Greedy goldens for the tiny random Llama-3.2-shaped models built by scripts/make_tiny_models.py "
+        "description": "Greedy goldens for the tiny random Llama-3.2-shaped models built by scripts/setup/make_tiny_models.py "
         "(reference: ONNX Runtime Python full recompute of the whole sequence per step, zero-length past; "
         "checked against a Python KV-cache loop and a numpy HF re-implementation).",
-        "generator": "scripts/make_tiny_models.py",
+        "generator": "scripts/setup/make_tiny_models.py",
         "onnxruntime_version": ort.__version__,
         "model_dir": "assets/models/tiny-llama/<variant>",
         "config": {k: CONFIG[k] for k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim", "intermediate_size", "rope_theta", "rope_scaling", "max_position_embeddings", "tie_word_embeddings")},
@@ -475,7 +474,7 @@ def main():
             (OUT / name / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
         print("copied the Llama 3.2 tokenizer.json into each variant dir")
     elif not args.skip_tokenizer_check:
-        missing_tokenizer = (f"error: {tok.relative_to(ROOT)} is missing; run scripts/fetch_tokenizers.py first, then re-run "
+        missing_tokenizer = (f"error: {tok.relative_to(ROOT)} is missing; run scripts/setup/fetch_tokenizers.py first, then re-run "
                              "this script (or pass --skip-tokenizer-check). Models and references were written.")
 
     t_golden = time.time()
