@@ -43,7 +43,8 @@ const SECTIONS: &[(&str, &str, &[&str])] = &[
     (
         "What a loaded model is",
         "Facts of a handle: vocabulary, tokenizer format, execution provider, special tokens,\n\
-         where the end-of-generation set came from, the context window, the decode batch.",
+         where the end-of-generation set came from, the context window, the decode batch,\n\
+         whether logits are computed only for the positions generation uses.",
         &[
             "sphana_llm_vocab_size",
             "sphana_llm_tokenizer_format",
@@ -54,6 +55,8 @@ const SECTIONS: &[(&str, &str, &[&str])] = &[
             "sphana_llm_eos_source",
             "sphana_llm_context_length",
             "sphana_llm_max_decode_batch",
+            "SPHANA_LLM_LOGITS_*",
+            "sphana_llm_logits_positions",
         ],
     ),
     (

@@ -381,7 +381,8 @@ void sphana_llm_free(struct SphanaLlmModel *model);
  * 3. What a loaded model is
  *
  * Facts of a handle: vocabulary, tokenizer format, execution provider, special tokens,
- * where the end-of-generation set came from, the context window, the decode batch.
+ * where the end-of-generation set came from, the context window, the decode batch,
+ * whether logits are computed only for the positions generation uses.
  * -------------------------------------------------------------------------------------- */
 
 /**
@@ -494,6 +495,41 @@ int32_t sphana_llm_context_length(const struct SphanaLlmModel *model, size_t *ou
  * `SPHANA_LLM_ERR_UNSUPPORTED` for a tokenizer-only model. Thread-safe.
  */
 int32_t sphana_llm_max_decode_batch(const struct SphanaLlmModel *model, size_t *out_batch);
+
+/**
+ * The graph computes logits for every prompt position: it could not be rewritten (or the
+ * rewrite was turned off); `sphana_llm_logits_positions` says why.
+ */
+#define SPHANA_LLM_LOGITS_ALL_POSITIONS 0
+
+/**
+ * The graph was rewritten at load (in memory; the file is unchanged) so the language-model
+ * head runs on the last position only: the kept logits are what the unmodified graph
+ * computes (bit-identical for quantize_dynamic INT8 heads, within float rounding otherwise).
+ */
+#define SPHANA_LLM_LOGITS_REWRITTEN 1
+
+/**
+ * The export has its own `num_logits_to_keep` / `logits_to_keep` input, which is used.
+ */
+#define SPHANA_LLM_LOGITS_NATIVE 2
+
+/**
+ * Writes whether the model computes logits only for the positions generation uses to
+ * `*out_kind`: one of `SPHANA_LLM_LOGITS_*`. When `text_buf` is non-NULL it also receives
+ * a description (NUL-terminated UTF-8: the head that was sliced, the model's own input, or
+ * why the graph was left unchanged) and `*out_len` its length without the NUL; a `capacity`
+ * too small returns `SPHANA_LLM_ERR_BUFFER_TOO_SMALL` with `*out_len` (and `*out_kind`) set.
+ * `text_buf` NULL with capacity 0: only the kind, and the text's length in `*out_len` when
+ * `out_len` is non-NULL. Thread-safe. Errors: `SPHANA_LLM_ERR_INVALID_ARGUMENT` (NULL
+ * `out_kind`, forged handle, `text_buf` without `out_len`, NULL `text_buf` with a
+ * capacity); `SPHANA_LLM_ERR_UNSUPPORTED` for a tokenizer-only model.
+ */
+int32_t sphana_llm_logits_positions(const struct SphanaLlmModel *model,
+                                    int32_t *out_kind,
+                                    char *text_buf,
+                                    size_t capacity,
+                                    size_t *out_len);
 
 /* --------------------------------------------------------------------------------------
  * 4. Tokenizing

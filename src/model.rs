@@ -54,6 +54,11 @@ pub struct LoadOptions {
     /// generation is limited only by `max_new_tokens` (a model run past the length it was
     /// trained for gives meaningless text, or fails inside ONNX Runtime).
     pub context_length: Option<usize>,
+    /// Rewrite the decoder graph at load so the language-model head runs only on the
+    /// positions whose logits are used (default `true`; see
+    /// [`crate::engine::logits_rewrite`]). `false` loads the graph unchanged: every prompt
+    /// position gets logits, as the export computes them.
+    pub rewrite_logits: bool,
 }
 
 impl LoadOptions {
@@ -68,6 +73,7 @@ impl LoadOptions {
             session_count: self.session_count,
             max_decode_batch: self.max_decode_batch,
             context_length: self.context_length,
+            rewrite_logits: self.rewrite_logits,
         }
     }
 }
@@ -94,6 +100,7 @@ impl Default for LoadOptions {
             max_batch_texts: DEFAULT_MAX_BATCH_TEXTS,
             eos_token_ids: None,
             context_length: None,
+            rewrite_logits: true,
         }
     }
 }

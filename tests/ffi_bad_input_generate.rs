@@ -1451,6 +1451,82 @@ fn cases(fx: &Fixture) -> Vec<Case<'_>> {
             },
         ),
         case(
+            "logits_positions: NULL out_kind",
+            SPHANA_LLM_ERR_INVALID_ARGUMENT,
+            &["out_kind"],
+            move || {
+                unsafe {
+                    sphana_llm_logits_positions(fx.micro.0, null_mut(), null_mut(), 0, null_mut())
+                }
+                .into()
+            },
+        ),
+        case(
+            "logits_positions: NULL text_buf with a capacity",
+            SPHANA_LLM_ERR_INVALID_ARGUMENT,
+            &["text_buf", "NULL"],
+            move || {
+                let mut kind = -7;
+                let mut n = 0usize;
+                Outcome::from(unsafe {
+                    sphana_llm_logits_positions(fx.micro.0, &mut kind, null_mut(), 8, &mut n)
+                })
+                .check(kind == -7, || format!("out_kind written: {kind}"))
+            },
+        ),
+        case(
+            "logits_positions: tokenizer-only model",
+            SPHANA_LLM_ERR_UNSUPPORTED,
+            &["tokenizer-only"],
+            move || {
+                let mut kind = -7;
+                Outcome::from(unsafe {
+                    sphana_llm_logits_positions(fx.tok_only.0, &mut kind, null_mut(), 0, null_mut())
+                })
+                .check(kind == -7, || format!("out_kind written: {kind}"))
+            },
+        ),
+        case(
+            "logits_positions: a 4-byte buffer reports the length and the kind",
+            SPHANA_LLM_ERR_BUFFER_TOO_SMALL,
+            &["needed", "capacity is 4"],
+            move || {
+                let mut kind = -7;
+                let mut buf = [0 as std::ffi::c_char; 4];
+                let mut n = 0usize;
+                Outcome::from(unsafe {
+                    sphana_llm_logits_positions(fx.micro.0, &mut kind, buf.as_mut_ptr(), 4, &mut n)
+                })
+                .check(kind == SPHANA_LLM_LOGITS_REWRITTEN && n > 4, || {
+                    format!("kind {kind}, length {n}")
+                })
+            },
+        ),
+        case(
+            "logits_positions: the micro model's head is rewritten",
+            SPHANA_LLM_OK,
+            &[],
+            move || {
+                let mut kind = -7;
+                let mut buf = [0u8; 256];
+                let mut n = 0usize;
+                let status = unsafe {
+                    sphana_llm_logits_positions(
+                        fx.micro.0,
+                        &mut kind,
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                        &mut n,
+                    )
+                };
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                Outcome::from(status).check(
+                    kind == SPHANA_LLM_LOGITS_REWRITTEN && buf[n] == 0 && text.contains("MatMul"),
+                    || format!("kind {kind}, text {text:?}"),
+                )
+            },
+        ),
+        case(
             "eos_source: NULL out_source",
             SPHANA_LLM_ERR_INVALID_ARGUMENT,
             &["out_source"],

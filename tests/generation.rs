@@ -81,6 +81,8 @@ fn greedy_ids_equal_reference_merged_use_cache_branch() {
 #[test]
 fn greedy_ids_equal_reference_int8_quantize_dynamic() {
     check_variant_greedy("int8");
+    // A quantized head (MatMulInteger), sliced by the load-time logits rewrite.
+    check_variant_greedy("int8-untied-head");
 }
 
 #[test]

@@ -28,6 +28,21 @@ namespace Sphana.Llm
         Cuda = 1,
     }
 
+    /// <summary>Whether the model computes logits only for the positions generation uses (the C constants
+    /// <c>SPHANA_LLM_LOGITS_*</c>).</summary>
+    public enum LogitsPositions
+    {
+        /// <summary>Every prompt position gets logits: the graph could not be rewritten (<see cref="LlmModel.LogitsPositionsDescription"/> says why).</summary>
+        AllPositions = 0,
+
+        /// <summary>The graph was rewritten at load (in memory) so the language-model head runs on the last position only;
+        /// the logits are what the unmodified graph computes.</summary>
+        Rewritten = 1,
+
+        /// <summary>The export has its own <c>num_logits_to_keep</c> / <c>logits_to_keep</c> input, which is used.</summary>
+        Native = 2,
+    }
+
     /// <summary>Where a model's EOS set came from (the C constants <c>SPHANA_LLM_EOS_SOURCE_*</c>).</summary>
     public enum EosSource
     {

@@ -45,6 +45,8 @@ namespace Sphana.Llm
         private readonly int? _contextLength;
         private readonly int? _maxDecodeBatch;
         private readonly Llm.ExecutionProvider? _executionProvider;
+        private readonly Llm.LogitsPositions? _logitsPositions;
+        private readonly string _logitsPositionsDescription;
 
         private LlmModel(SafeLlmModelHandle handle, string path)
         {
@@ -84,6 +86,7 @@ namespace Sphana.Llm
                 UIntPtr batch;
                 Result.Check(NativeMethods.sphana_llm_max_decode_batch(handle, out batch), "sphana_llm_max_decode_batch");
                 _maxDecodeBatch = checked((int)NativeMethods.Long(batch));
+                _logitsPositions = ReadLogitsPositions(handle, out _logitsPositionsDescription);
             }
         }
 
@@ -212,6 +215,22 @@ namespace Sphana.Llm
             get { return _eosSourcePath; }
         }
 
+        /// <summary>
+        /// Whether the decoder computes logits only for the positions generation uses (by default the graph is rewritten at
+        /// load so the head runs on the last position only), or null for a tokenizer-only model.
+        /// </summary>
+        public Llm.LogitsPositions? LogitsPositions
+        {
+            get { return _logitsPositions; }
+        }
+
+        /// <summary>A description of <see cref="LogitsPositions"/>: the head that was sliced, the model's own input, or why
+        /// the graph was left unchanged; null for a tokenizer-only model.</summary>
+        public string LogitsPositionsDescription
+        {
+            get { return _logitsPositionsDescription; }
+        }
+
         /// <summary>The tokenizer format that was loaded.</summary>
         public TokenizerFormat TokenizerFormat
         {
@@ -289,6 +308,19 @@ namespace Sphana.Llm
                 return status;
             });
             return Trim(ids, (int)n);
+        }
+
+        private static Llm.LogitsPositions ReadLogitsPositions(SafeLlmModelHandle handle, out string description)
+        {
+            int kind;
+            UIntPtr length;
+            Result.Check(NativeMethods.sphana_llm_logits_positions(handle, out kind, null, UIntPtr.Zero, out length),
+                "sphana_llm_logits_positions");
+            var bytes = new byte[checked((int)NativeMethods.Long(length)) + 1];
+            Result.Check(NativeMethods.sphana_llm_logits_positions(handle, out kind, bytes, NativeMethods.Size(bytes.Length), out length),
+                "sphana_llm_logits_positions");
+            description = Utf8.Decode(bytes, checked((int)NativeMethods.Long(length)));
+            return (Llm.LogitsPositions)kind;
         }
 
         private static EosSource ReadEosSource(SafeLlmModelHandle handle, out string path)

@@ -176,6 +176,9 @@ namespace Sphana.Llm
         internal static extern int sphana_llm_execution_provider(SafeLlmModelHandle model, out int provider);
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_logits_positions(SafeLlmModelHandle model, out int kind, [Out] byte[] text, UIntPtr capacity, out UIntPtr length);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int sphana_llm_context_length(SafeLlmModelHandle model, out UIntPtr length);
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]

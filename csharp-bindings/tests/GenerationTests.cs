@@ -117,6 +117,8 @@ namespace Sphana.Llm.Tests
             Check.Equal(J.List(golden, "prompt_ids").Count, result.PromptTokens, "prompt tokens");
             Check.Equal(expected.Count, result.GeneratedTokens, "generated tokens");
             Check.Equal(J.Str(reference, "text"), model.Generate(prompt, SmolOptions()), "Generate returns the same text");
+            Check.Equal((LogitsPositions?)LogitsPositions.Rewritten, model.LogitsPositions, "the head runs on the last position only");
+            Check.True(model.LogitsPositionsDescription.Contains("MatMul"), "the description names the head: " + model.LogitsPositionsDescription);
         }
 
         private static void SmolStreaming()

@@ -72,6 +72,7 @@ namespace Sphana.Llm.Tests
             checkedCount += MatchEnum<TokenizerFormat>(defines, "SPHANA_LLM_FORMAT_", null);
             checkedCount += MatchEnum<ExecutionProvider>(defines, "SPHANA_LLM_PROVIDER_", null);
             checkedCount += MatchEnum<EosSource>(defines, "SPHANA_LLM_EOS_SOURCE_", null);
+            checkedCount += MatchEnum<LogitsPositions>(defines, "SPHANA_LLM_LOGITS_", null);
             Check.Equal(defines["SPHANA_LLM_ABI_VERSION"], (long)NativeMethods.AbiVersion, "SPHANA_LLM_ABI_VERSION");
             Check.Equal((long)NativeMethods.AbiVersion, (long)LlmModel.NativeAbiVersion, "the loaded library's ABI version");
             Check.Equal(defines["SPHANA_LLM_TOKENIZE_ADD_SPECIAL"], (long)NativeMethods.SPHANA_LLM_TOKENIZE_ADD_SPECIAL, "TOKENIZE_ADD_SPECIAL");

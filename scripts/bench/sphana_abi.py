@@ -65,6 +65,10 @@ EOS_SOURCE_TOKENIZER_CONFIG = 4
 EOS_SOURCE_TOKENIZER_FILE = 5
 EOS_SOURCE_VOCABULARY = 6
 
+LOGITS_ALL_POSITIONS = 0
+LOGITS_REWRITTEN = 1
+LOGITS_NATIVE = 2
+
 STRUCT_LOAD_OPTIONS = 1
 STRUCT_GENERATE_PARAMS = 2
 STRUCT_GENERATE_STATS = 3
@@ -215,6 +219,7 @@ FUNCTIONS = {
         POINTER(GenerateStats)]),
     "sphana_llm_context_length": (c_int32, [_model, _size_out]),
     "sphana_llm_max_decode_batch": (c_int32, [_model, _size_out]),
+    "sphana_llm_logits_positions": (c_int32, [_model, POINTER(c_int32), _text_out, c_size_t, _size_out]),
     "sphana_llm_load_options_default": (LoadOptions, []),
     "sphana_llm_load_options_init": (c_int32, [POINTER(LoadOptions), c_size_t]),
     "sphana_llm_load": (c_int32, [c_char_p, POINTER(LoadOptions), _out_handle]),

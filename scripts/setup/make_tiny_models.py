@@ -96,6 +96,9 @@ VARIANTS = {
     "no-kv": dict(dtype="float32", with_past=False, position_ids_input=True),
     "merged": dict(dtype="float32", with_past=True, position_ids_input=True, merged=True),
     "int8": dict(dtype="float32", with_past=True, position_ids_input=True, quantize=True),
+    # An untied lm_head (its own initializer, here a copy of the embeddings) is quantized too:
+    # the head becomes quantize_dynamic's DynamicQuantizeLinear -> MatMulInteger chain.
+    "int8-untied-head": dict(dtype="float32", with_past=True, position_ids_input=True, quantize=True, untied_head=True),
     "external-data": dict(dtype="float32", with_past=True, position_ids_input=True, external=True),
     "short-context": dict(dtype="float32", with_past=True, position_ids_input=True, max_pos=SHORT_CONTEXT),
 }
@@ -219,11 +222,27 @@ def build_variant(name, opts, weights, tmp_fp32_path):
     if opts.get("quantize"):
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantize_dynamic(str(tmp_fp32_path), str(path), weight_type=QuantType.QInt8)
+        source = tmp_fp32_path
+        if opts.get("untied_head"):
+            untied_cfg = dict(CONFIG, tie_word_embeddings=False)
+            untied_weights = dict(weights, **{"lm_head.weight": weights["model.embed_tokens.weight"].copy()})
+            source = d / "untied-fp32.onnx"
+            ol.save_model(
+                ol.build_llama_model(untied_cfg, untied_weights, dtype="float32", with_past=True,
+                                     position_ids_input=True, graph_name=f"tiny_llama_{name}"),
+                str(source),
+            )
+        quantize_dynamic(str(source), str(path), weight_type=QuantType.QInt8)
+        if source != tmp_fp32_path:
+            source.unlink()
         import onnx
 
-        ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+        graph = onnx.load(str(path)).graph
+        ops = {n.op_type for n in graph.node}
         assert {"MatMulInteger", "DynamicQuantizeLinear"} <= ops, ops
+        if opts.get("untied_head"):
+            producer = {o: n for n in graph.node for o in n.output}
+            assert producer["logits"].op_type == "Mul", producer["logits"].op_type
     else:
         m = ol.build_llama_model(
             CONFIG,

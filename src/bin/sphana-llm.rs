@@ -124,6 +124,10 @@ struct ModelArgs {
     /// Context length in tokens, overriding config.json's max_position_embeddings.
     #[arg(long)]
     context_length: Option<usize>,
+    /// Load the decoder graph unchanged: logits for every prompt position (by default the
+    /// head is rewritten to run on the last position only).
+    #[arg(long)]
+    all_position_logits: bool,
 }
 
 #[derive(Args)]
@@ -203,6 +207,7 @@ fn load(args: &ModelArgs) -> CliResult<Model> {
         tokenizer_path: args.tokenizer.clone(),
         eos_token_ids: (!args.eos_ids.is_empty()).then(|| args.eos_ids.clone()),
         context_length: args.context_length,
+        rewrite_logits: !args.all_position_logits,
         ..Default::default()
     };
     let started = Instant::now();
@@ -485,6 +490,7 @@ fn print_info(model: &Model) {
         layout.logits_dtype,
         layout.logits_vocab.map_or("?".into(), |v| v.to_string())
     );
+    println!("logits for:        {}", engine.logits_positions());
     match (engine.context_length(), model.options().context_length) {
         (Some(c), Some(_)) => println!("context length:    {c} (the context_length load option)"),
         (Some(c), None) => println!("context length:    {c} (config.json max_position_embeddings)"),

@@ -71,6 +71,9 @@ pub struct DecoderLayout {
     pub logits_dtype: TensorElementType,
     /// Logits width when the graph states it.
     pub logits_vocab: Option<usize>,
+    /// The scalar int64 input that limits logits to the last positions (fed 1), when the
+    /// graph has one (its own, or the one the load-time rewrite added).
+    pub logits_to_keep_input: Option<String>,
     /// Inputs other than the above that the engine cannot fill (makes loading fail).
     pub input_names: Vec<String>,
     /// Output names, for `info`.
@@ -85,11 +88,13 @@ fn tensor_type(value: &ValueType) -> Option<(TensorElementType, Vec<i64>)> {
 }
 
 impl DecoderLayout {
-    /// Reads the layout of `session`; `file` names the model in errors.
+    /// Reads the layout of `session`; `file` names the model in errors; `logits_to_keep_input`
+    /// is the input that limits logits to the last positions, when there is one.
     pub fn discover(
         session: &Session,
         file: &Path,
         config: Option<&ArchitectureConfig>,
+        logits_to_keep_input: Option<&str>,
     ) -> Result<Self> {
         let bad = |why: String| Error::invalid_model(file, why);
         let inputs: Vec<(String, ValueType)> = session
@@ -201,7 +206,8 @@ impl DecoderLayout {
             matches!(
                 n,
                 "input_ids" | "attention_mask" | "position_ids" | "use_cache_branch"
-            ) || layers.iter().any(|l| l.past_key == n || l.past_value == n)
+            ) || Some(n) == logits_to_keep_input
+                || layers.iter().any(|l| l.past_key == n || l.past_value == n)
         };
         if let Some((name, _)) = inputs.iter().find(|(n, _)| !known(n)) {
             return Err(bad(format!(
@@ -256,6 +262,7 @@ impl DecoderLayout {
             kv_dtype,
             logits_dtype,
             logits_vocab,
+            logits_to_keep_input: logits_to_keep_input.map(str::to_owned),
             input_names: inputs.into_iter().map(|(n, _)| n).collect(),
             output_names: outputs.into_iter().map(|(n, _)| n).collect(),
         })

@@ -4,11 +4,15 @@
 //! * [`layout`] — what the model's inputs and outputs are;
 //! * [`batch`] — continuous batching of the decode steps of concurrent generations;
 //! * `logits` — reading a row's last-position logits out of a run;
+//! * [`logits_rewrite`] — the load-time graph rewrite that computes logits only for the
+//!   positions used (over `onnx_proto`, a protobuf field walker);
 //! * this module — the session pool and one forward step of a sequence.
 
 pub mod batch;
 pub mod layout;
 mod logits;
+pub mod logits_rewrite;
+mod onnx_proto;
 pub mod runtime;
 
 use std::borrow::Cow;
@@ -23,6 +27,7 @@ use ort::value::{DynTensor, DynValue, Tensor};
 
 use self::batch::{Batcher, DecodeSlot};
 use self::layout::DecoderLayout;
+use self::logits_rewrite::LogitsPositions;
 use self::runtime::Runtime;
 use crate::error::{Error, Result};
 use crate::model_config::ArchitectureConfig;
@@ -144,6 +149,8 @@ pub struct EngineOptions {
     pub max_decode_batch: usize,
     /// Context length overriding `config.json`'s `max_position_embeddings`.
     pub context_length: Option<usize>,
+    /// Rewrite the graph so the head runs on the used positions only ([`logits_rewrite`]).
+    pub rewrite_logits: bool,
 }
 
 /// A loaded decoder.
@@ -156,6 +163,7 @@ pub struct Engine {
     provider: ExecutionProvider,
     session_count: usize,
     batcher: Batcher,
+    logits_positions: LogitsPositions,
 }
 
 /// What [`Engine::run_batch`] returns.
@@ -216,14 +224,26 @@ impl Engine {
     ) -> Result<Self> {
         let runtime = runtime::runtime(options.ort_library_path.as_deref())?;
         let session_count = options.session_count.max(1);
+        let rewrite = if options.rewrite_logits {
+            logits_rewrite::rewrite_file(file)
+        } else {
+            logits_rewrite::Rewrite {
+                model: None,
+                positions: LogitsPositions::AllPositions("the rewrite is turned off".into()),
+            }
+        };
         let mut sessions = Vec::with_capacity(session_count);
         let mut provider = options.execution_provider;
         for _ in 0..session_count {
-            let (session, used) = Self::build_session(&runtime, file, options)?;
+            let (session, used) =
+                Self::build_session(&runtime, file, rewrite.model.as_deref(), options)?;
             provider = used;
             sessions.push(session);
         }
-        let layout = DecoderLayout::discover(&sessions[0], file, config)?;
+        drop(rewrite.model);
+        let logits_positions = rewrite.positions;
+        let layout =
+            DecoderLayout::discover(&sessions[0], file, config, logits_positions.input_name())?;
         Ok(Self {
             pool: SessionPool {
                 free: Mutex::new(sessions),
@@ -238,12 +258,16 @@ impl Engine {
             provider,
             session_count,
             batcher: Batcher::new(options.max_decode_batch),
+            logits_positions,
         })
     }
 
+    /// One session of `file`, or of `rewritten` (the rewritten model, whose external data
+    /// is read from the file's directory) when given.
     fn build_session(
         runtime: &Runtime,
         file: &Path,
+        rewritten: Option<&[u8]>,
         options: &EngineOptions,
     ) -> Result<(Session, ExecutionProvider)> {
         let fail = ort_error("configuring the ONNX Runtime session");
@@ -259,10 +283,28 @@ impl Engine {
             }
             Ok(builder)
         };
-        let commit = |mut builder: ort::session::builder::SessionBuilder| {
-            builder.commit_from_file(file).map_err(|e| {
-                Error::invalid_model(file, format!("ONNX Runtime cannot load the model: {e}"))
-            })
+        let commit = |builder: ort::session::builder::SessionBuilder| {
+            let cannot =
+                |e| Error::invalid_model(file, format!("ONNX Runtime cannot load the model: {e}"));
+            match rewritten {
+                None => {
+                    let mut builder = builder;
+                    builder.commit_from_file(file).map_err(cannot)
+                }
+                Some(bytes) => {
+                    let folder = file.parent().unwrap_or(Path::new("."));
+                    let folder = folder.to_str().ok_or_else(|| {
+                        Error::invalid_model(file, "the model's directory is not UTF-8")
+                    })?;
+                    let mut builder = builder
+                        .with_config_entry(
+                            "session.model_external_initializers_file_folder_path",
+                            folder,
+                        )
+                        .map_err(|e| fail(e.into()))?;
+                    builder.commit_from_memory(bytes).map_err(cannot)
+                }
+            }
         };
         match options.execution_provider {
             ExecutionProvider::Cpu => Ok((commit(base()?)?, ExecutionProvider::Cpu)),
@@ -287,6 +329,11 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Whether the head runs on the used positions only, and how.
+    pub fn logits_positions(&self) -> &LogitsPositions {
+        &self.logits_positions
     }
 
     /// The model's interface.
@@ -410,6 +457,7 @@ impl Engine {
                     .into(),
             ));
         }
+        self.push_logits_to_keep(&mut feeds)?;
         self.push_past(&mut feeds, kv)?;
         let (logits_value, present, run_time) = self.run_session(feeds)?;
         let mut logits = Vec::with_capacity(rows);
@@ -496,6 +544,7 @@ impl Engine {
                     .into(),
             ));
         }
+        self.push_logits_to_keep(&mut inputs)?;
         if cached {
             let past = if past_len == 0 {
                 self.empty_past()?
@@ -513,6 +562,20 @@ impl Engine {
             sequence.past = present;
         }
         sequence.past_len = total;
+        Ok(())
+    }
+
+    /// Appends the scalar that asks for the last position's logits only, when the graph
+    /// takes one (see [`logits_rewrite`]).
+    fn push_logits_to_keep<'a>(
+        &self,
+        feeds: &mut Vec<(Cow<'a, str>, SessionInputValue<'a>)>,
+    ) -> Result<()> {
+        if let Some(name) = &self.layout.logits_to_keep_input {
+            let one = Tensor::from_array((Vec::<usize>::new(), vec![1i64]))
+                .map_err(ort_error("creating input tensors"))?;
+            feeds.push((name.clone().into(), one.into()));
+        }
         Ok(())
     }
 

@@ -518,3 +518,62 @@ pub unsafe extern "C" fn sphana_llm_max_decode_batch(
         Ok(())
     })
 }
+
+/// The graph computes logits for every prompt position: it could not be rewritten (or the
+/// rewrite was turned off); `sphana_llm_logits_positions` says why.
+pub const SPHANA_LLM_LOGITS_ALL_POSITIONS: i32 = 0;
+/// The graph was rewritten at load (in memory; the file is unchanged) so the language-model
+/// head runs on the last position only: the kept logits are what the unmodified graph
+/// computes (bit-identical for quantize_dynamic INT8 heads, within float rounding otherwise).
+pub const SPHANA_LLM_LOGITS_REWRITTEN: i32 = 1;
+/// The export has its own `num_logits_to_keep` / `logits_to_keep` input, which is used.
+pub const SPHANA_LLM_LOGITS_NATIVE: i32 = 2;
+
+/// Writes whether the model computes logits only for the positions generation uses to
+/// `*out_kind`: one of `SPHANA_LLM_LOGITS_*`. When `text_buf` is non-NULL it also receives
+/// a description (NUL-terminated UTF-8: the head that was sliced, the model's own input, or
+/// why the graph was left unchanged) and `*out_len` its length without the NUL; a `capacity`
+/// too small returns `SPHANA_LLM_ERR_BUFFER_TOO_SMALL` with `*out_len` (and `*out_kind`) set.
+/// `text_buf` NULL with capacity 0: only the kind, and the text's length in `*out_len` when
+/// `out_len` is non-NULL. Thread-safe. Errors: `SPHANA_LLM_ERR_INVALID_ARGUMENT` (NULL
+/// `out_kind`, forged handle, `text_buf` without `out_len`, NULL `text_buf` with a
+/// capacity); `SPHANA_LLM_ERR_UNSUPPORTED` for a tokenizer-only model.
+#[no_mangle]
+pub unsafe extern "C" fn sphana_llm_logits_positions(
+    model: *const SphanaLlmModel,
+    out_kind: *mut i32,
+    text_buf: *mut c_char,
+    capacity: usize,
+    out_len: *mut usize,
+) -> i32 {
+    use crate::engine::logits_rewrite::LogitsPositions;
+    guard(|| {
+        non_null(out_kind, "out_kind")?;
+        let kind_only = text_buf.is_null() && capacity == 0;
+        if !kind_only {
+            check_buffer(text_buf, capacity, out_len, "text_buf", "out_len")?;
+        }
+        let model = model_arg(model)?;
+        let engine = model
+            .engine()
+            .ok_or_else(|| Error::Unsupported("the model was loaded tokenizer-only".into()))?;
+        let positions = engine.logits_positions();
+        let kind = match positions {
+            LogitsPositions::AllPositions(_) => SPHANA_LLM_LOGITS_ALL_POSITIONS,
+            LogitsPositions::Rewritten(_) => SPHANA_LLM_LOGITS_REWRITTEN,
+            LogitsPositions::Native(_) => SPHANA_LLM_LOGITS_NATIVE,
+        };
+        let text = positions.to_string();
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out_kind, kind) };
+        if kind_only {
+            if !out_len.is_null() {
+                // SAFETY: non-NULL, caller-provided.
+                unsafe { write_out(out_len, text.len()) };
+            }
+            return Ok(());
+        }
+        // SAFETY: buffer checked above.
+        unsafe { fill_text(&text, text_buf, capacity, out_len) }
+    })
+}

@@ -321,6 +321,7 @@ unsafe fn load_options_from_c(options: *const SphanaLlmLoadOptions) -> Result<Lo
                 })?)
             }
         },
+        ..LoadOptions::default()
     })
 }
 
