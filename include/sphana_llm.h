@@ -329,6 +329,16 @@ typedef struct SphanaLlmLoadOptions {
    * (then only `max_new_tokens` limits a generation).
    */
   uint64_t context_length;
+  /**
+   * Longest prompt chunk one prefill run reads (default 512; 0: the whole prompt in one
+   * run). Between chunks the decode steps of running generations on the handle get their
+   * turn, so a long prompt does not stall them for its whole prefill, and the prefill's
+   * attention memory grows with the chunk instead of the prompt. Float models compute the
+   * same as one run up to float rounding; models quantized with `DynamicQuantizeLinear`
+   * pick one activation scale per run, so their output depends on the chunking. (Added
+   * after the third release.)
+   */
+  uint64_t prefill_chunk_tokens;
 } SphanaLlmLoadOptions;
 
 /**

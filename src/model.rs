@@ -59,6 +59,11 @@ pub struct LoadOptions {
     /// [`crate::engine::logits_rewrite`]). `false` loads the graph unchanged: every prompt
     /// position gets logits, as the export computes them.
     pub rewrite_logits: bool,
+    /// Longest prompt chunk one prefill run reads (default
+    /// [`crate::engine::DEFAULT_PREFILL_CHUNK_TOKENS`]; 0: the whole prompt in one run).
+    /// Chunks let the decode steps of running generations go between them and bound the
+    /// prefill's attention memory; see [`crate::engine::Engine::prefill`].
+    pub prefill_chunk_tokens: usize,
 }
 
 impl LoadOptions {
@@ -74,6 +79,7 @@ impl LoadOptions {
             max_decode_batch: self.max_decode_batch,
             context_length: self.context_length,
             rewrite_logits: self.rewrite_logits,
+            prefill_chunk_tokens: self.prefill_chunk_tokens,
         }
     }
 }
@@ -101,6 +107,7 @@ impl Default for LoadOptions {
             eos_token_ids: None,
             context_length: None,
             rewrite_logits: true,
+            prefill_chunk_tokens: crate::engine::DEFAULT_PREFILL_CHUNK_TOKENS,
         }
     }
 }

@@ -19,12 +19,15 @@ const OLD_LOAD_OPTIONS_SIZE: usize = std::mem::offset_of!(SphanaLlmLoadOptions, 
 const LOAD_OPTIONS_SIZE_2: usize = std::mem::offset_of!(SphanaLlmLoadOptions, max_decode_batch);
 /// The layout before `eos_token_ids` and `context_length`.
 const LOAD_OPTIONS_SIZE_3: usize = std::mem::offset_of!(SphanaLlmLoadOptions, eos_token_ids);
+/// The layout before `prefill_chunk_tokens`.
+const LOAD_OPTIONS_SIZE_4: usize = std::mem::offset_of!(SphanaLlmLoadOptions, prefill_chunk_tokens);
 
 #[test]
 fn an_older_load_options_layout_still_loads() {
     older_load_options_layout_loads(OLD_LOAD_OPTIONS_SIZE);
     older_load_options_layout_loads(LOAD_OPTIONS_SIZE_2);
     older_load_options_layout_loads(LOAD_OPTIONS_SIZE_3);
+    older_load_options_layout_loads(LOAD_OPTIONS_SIZE_4);
 }
 
 fn older_load_options_layout_loads(old_size: usize) {

@@ -155,6 +155,15 @@ namespace Sphana.Llm
         /// </summary>
         public int? ContextLength { get; set; }
 
+        /// <summary>
+        /// The longest prompt chunk one prefill run reads, or null (default: the library's, 512); 0 reads the whole
+        /// prompt in one run. Between chunks the decode steps of running generations get their turn, so a long RAG
+        /// prompt does not stall the answers streaming on the same model, and the prefill's attention memory grows
+        /// with the chunk instead of the prompt. Float models compute the same as one run up to float rounding; INT8
+        /// (<c>DynamicQuantizeLinear</c>) models pick one activation scale per run, so their output depends on it.
+        /// </summary>
+        public int? PrefillChunkTokens { get; set; }
+
         /// <summary>The C struct, starting from <c>sphana_llm_load_options_default()</c>. Pointer fields (strings,
         /// <c>eos_token_ids</c>) are set by the caller, which pins them.</summary>
         internal NativeMethods.LoadOptions ToNative()
@@ -185,6 +194,10 @@ namespace Sphana.Llm
             if (ContextLength.HasValue)
             {
                 native.context_length = NonNegative(ContextLength.Value, "ContextLength");
+            }
+            if (PrefillChunkTokens.HasValue)
+            {
+                native.prefill_chunk_tokens = NonNegative(PrefillChunkTokens.Value, "PrefillChunkTokens");
             }
             return native;
         }

@@ -94,6 +94,7 @@ namespace Sphana.Llm
             public IntPtr eos_token_ids;
             public ulong eos_token_count;
             public ulong context_length;
+            public ulong prefill_chunk_tokens;
         }
 
         /// <summary>SphanaLlmChatMessage: UTF-8 role and content with explicit lengths.</summary>

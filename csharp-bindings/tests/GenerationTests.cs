@@ -18,6 +18,7 @@ namespace Sphana.Llm.Tests
             Add(tests, "tiny_stops_at_the_first_eos_of_the_set", TinyStopsAtEos);
             Add(tests, "smollm2_answers_paris_with_chatml_prompt", SmolAnswersParis);
             Add(tests, "smollm2_stream_pieces_join_to_the_full_text", SmolStreaming);
+            Add(tests, "smollm2_prompt_read_in_chunks_gives_the_same_answer", SmolChunkedPrefill);
             Add(tests, "smollm2_stop_string_is_caught_and_not_emitted", SmolStopString);
             Add(tests, "seeded_sampling_is_reproducible", SeededSampling);
             Add(tests, "cancellation_token_ends_generation_mid_way", CancellationMidGeneration);
@@ -96,6 +97,21 @@ namespace Sphana.Llm.Tests
         internal static GenerationOptions SmolOptions()
         {
             return new GenerationOptions { MaxTokens = 48, ParseSpecialTokens = true };
+        }
+
+        private static void SmolChunkedPrefill()
+        {
+            object golden = Smol();
+            object reference = J.Get(J.Get(golden, "models"), "fp32");
+            LlmLoadOptions options = Fixtures.Options();
+            options.PrefillChunkTokens = 6;
+            using (LlmModel chunked = LlmModel.Load(Paths.Model("smollm2-135m-instruct"), options))
+            {
+                string prompt = J.Str(golden, "prompt_text");
+                Check.True(J.List(golden, "prompt_ids").Count > 12, "the prompt is read in several runs");
+                GenerationResult result = chunked.Complete(prompt, SmolOptions());
+                Check.Equal(J.Str(reference, "text"), result.Text, "the answer with the prompt read 6 tokens at a time");
+            }
         }
 
         private static void SmolAnswersParis()

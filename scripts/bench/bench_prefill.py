@@ -3,13 +3,15 @@
 logits rewrite, side by side in one run (issue: logits only where needed).
 
     python3 scripts/bench/bench_prefill.py [--models DIR ...] [--tokens 1000 4000] [--rounds 3]
+                                           [--chunks 256 512 1024]
 
 Each measurement is a fresh `sphana-llm generate` process (release build) on a prompt shaped like
 Sphana.Database's ("Answer the question based on the following context: Context (Score: 0.87) ...
 Question: ... Answer:") of about N tokens, generating one token: the prefill time comes from the CLI's
-statistics line, the peak RSS from the process's rusage. Sides: `rewritten` (the default: the head runs on
-the last position) and `all-positions` (`--all-position-logits`: the graph as exported). Rounds alternate
-the sides; the table shows medians and the ratio all-positions / rewritten. Prints the CPU model.
+statistics line, the peak RSS from the process's rusage. Sides: `all positions` (`--all-position-logits`:
+the graph as exported, the prompt in one run), `rewritten` (the head runs on the last position only, one
+run) and `rewritten, chunks N` (the prompt read in runs of N tokens, `--prefill-chunk N`). Rounds alternate
+the sides; the table shows medians and the speed-up over `all positions`. Prints the CPU model.
 """
 
 from __future__ import annotations
@@ -61,12 +63,10 @@ def rag_prompt(tokenizer, target: int) -> tuple[str, int]:
     return prompt, len(tokenizer.encode(prompt).ids)
 
 
-def run_measured(cli, model, prompt, all_positions, threads):
+def run_measured(cli, model, prompt, side_args, threads):
     """(prefill ms, prompt tokens, peak RSS KiB) of one fresh process (fork + wait4 for its rusage)."""
     args = [str(cli), "generate", "--model", str(model), "--ort", ORT[0], "--max-new-tokens", "1",
-            "--threads", str(threads)]
-    if all_positions:
-        args.append("--all-position-logits")
+            "--threads", str(threads), *side_args]
     read_fd, write_fd = os.pipe()
     err_r, err_w = os.pipe()
     pid = os.fork()
@@ -104,6 +104,8 @@ def main() -> int:
         "assets/models/smollm2-135m-instruct", "assets/models/smollm2-135m-instruct-int8"])
     ap.add_argument("--tokens", nargs="+", type=int, default=[1000, 4000])
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--chunks", nargs="*", type=int, default=[256, 512, 1024],
+                    help="chunked-prefill sizes to compare (the first sides read the prompt in one run)")
     ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: its choice)")
     ap.add_argument("--cli", default=str(ROOT / "target/release/sphana-llm"))
     ap.add_argument("--ort", default=str(ROOT / "assets/onnxruntime/1.23.2/libonnxruntime.so"),
@@ -116,22 +118,23 @@ def main() -> int:
     if not cli.is_file():
         sys.exit(f"{cli} is missing: cargo build --release --bin sphana-llm")
     print(f"CPU: {cpu_model()} ({os.cpu_count()} CPUs); {args.rounds} rounds, medians; fresh process per run")
-    print(f"{'model':34s} {'tokens':>6s} {'side':14s} {'prefill ms':>10s} {'peak RSS MiB':>12s}")
+    sides = [("all positions", ["--all-position-logits", "--prefill-chunk", "0"]),
+             ("rewritten", ["--prefill-chunk", "0"])]
+    sides += [(f"rewritten, chunks {c}", ["--prefill-chunk", str(c)]) for c in args.chunks]
+    print(f"{'model':28s} {'tokens':>6s} {'side':22s} {'prefill ms':>10s} {'speed-up':>8s} {'peak RSS MiB':>12s}")
     for model in map(Path, args.models):
         tok = Tokenizer.from_file(str(model / "tokenizer.json"))
         for target in args.tokens:
             prompt, n = rag_prompt(tok, target)
-            results = {False: [], True: []}
+            results = {name: [] for name, _ in sides}
             for _ in range(args.rounds):
-                for side in (False, True):
-                    results[side].append(run_measured(cli, model, prompt, side, args.threads))
-            med = {s: (statistics.median(r[0] for r in results[s]), statistics.median(r[2] for r in results[s]) / 1024)
-                   for s in results}
-            for side, name in ((False, "rewritten"), (True, "all-positions")):
-                ms, rss = med[side]
-                print(f"{model.name:34s} {results[side][0][1]:6d} {name:14s} {ms:10.0f} {rss:12.0f}")
-            print(f"{'':34s} {'':6s} {'ratio':14s} {med[True][0] / med[False][0]:9.2f}x "
-                  f"{med[True][1] - med[False][1]:+11.0f} (all-positions - rewritten)")
+                for name, side_args in sides:
+                    results[name].append(run_measured(cli, model, prompt, side_args, args.threads))
+            base = statistics.median(r[0] for r in results[sides[0][0]])
+            for name, _ in sides:
+                ms = statistics.median(r[0] for r in results[name])
+                rss = statistics.median(r[2] for r in results[name]) / 1024
+                print(f"{model.name:28s} {results[name][0][1]:6d} {name:22s} {ms:10.0f} {base / ms:7.2f}x {rss:12.0f}")
     return 0
 
 

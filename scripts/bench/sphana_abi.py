@@ -150,6 +150,7 @@ class LoadOptions(ctypes.Structure):
         ("eos_token_ids", POINTER(c_int32)),
         ("eos_token_count", c_uint64),
         ("context_length", c_uint64),
+        ("prefill_chunk_tokens", c_uint64),
     ]
 
 

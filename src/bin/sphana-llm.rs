@@ -128,6 +128,9 @@ struct ModelArgs {
     /// head is rewritten to run on the last position only).
     #[arg(long)]
     all_position_logits: bool,
+    /// Longest prompt chunk one prefill run reads (0: the whole prompt in one run).
+    #[arg(long, default_value_t = sphana_llm::engine::DEFAULT_PREFILL_CHUNK_TOKENS)]
+    prefill_chunk: usize,
 }
 
 #[derive(Args)]
@@ -208,6 +211,7 @@ fn load(args: &ModelArgs) -> CliResult<Model> {
         eos_token_ids: (!args.eos_ids.is_empty()).then(|| args.eos_ids.clone()),
         context_length: args.context_length,
         rewrite_logits: !args.all_position_logits,
+        prefill_chunk_tokens: args.prefill_chunk,
         ..Default::default()
     };
     let started = Instant::now();

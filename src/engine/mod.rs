@@ -6,18 +6,19 @@
 //! * `logits` — reading a row's last-position logits out of a run;
 //! * [`logits_rewrite`] — the load-time graph rewrite that computes logits only for the
 //!   positions used (over `onnx_proto`, a protobuf field walker);
-//! * this module — the session pool and one forward step of a sequence.
+//! * `pool` — the sessions, lent first come, first served;
+//! * this module — loading, one forward step of a sequence, the chunked prefill.
 
 pub mod batch;
 pub mod layout;
 mod logits;
 pub mod logits_rewrite;
 mod onnx_proto;
+mod pool;
 pub mod runtime;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use ort::memory::Allocator;
@@ -28,6 +29,7 @@ use ort::value::{DynTensor, DynValue, Tensor};
 use self::batch::{Batcher, DecodeSlot};
 use self::layout::DecoderLayout;
 use self::logits_rewrite::LogitsPositions;
+use self::pool::Pool;
 use self::runtime::Runtime;
 use crate::error::{Error, Result};
 use crate::model_config::ArchitectureConfig;
@@ -80,45 +82,6 @@ pub fn find_onnx_file(dir: &Path, name: Option<&str>) -> Result<Option<PathBuf>>
     }
 }
 
-/// Sessions of one model; a step borrows one for the duration of `session.run`.
-struct SessionPool {
-    free: Mutex<Vec<Session>>,
-    returned: Condvar,
-}
-
-struct PooledSession<'p> {
-    pool: &'p SessionPool,
-    session: Option<Session>,
-}
-
-impl SessionPool {
-    fn acquire(&self) -> PooledSession<'_> {
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(session) = free.pop() {
-                return PooledSession {
-                    pool: self,
-                    session: Some(session),
-                };
-            }
-            free = self.returned.wait(free).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-}
-
-impl Drop for PooledSession<'_> {
-    fn drop(&mut self) {
-        if let Some(session) = self.session.take() {
-            self.pool
-                .free
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(session);
-            self.pool.returned.notify_one();
-        }
-    }
-}
-
 /// Where the model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ExecutionProvider {
@@ -151,11 +114,17 @@ pub struct EngineOptions {
     pub context_length: Option<usize>,
     /// Rewrite the graph so the head runs on the used positions only ([`logits_rewrite`]).
     pub rewrite_logits: bool,
+    /// Longest prompt chunk one prefill run takes (0: the whole prompt in one run); see
+    /// [`Engine::prefill`].
+    pub prefill_chunk_tokens: usize,
 }
+
+/// Default for [`EngineOptions::prefill_chunk_tokens`] (chosen by measurement, BENCHMARKS.md).
+pub const DEFAULT_PREFILL_CHUNK_TOKENS: usize = 512;
 
 /// A loaded decoder.
 pub struct Engine {
-    pool: SessionPool,
+    pool: Pool<Session>,
     layout: DecoderLayout,
     context_length: Option<usize>,
     model_file: PathBuf,
@@ -164,6 +133,7 @@ pub struct Engine {
     session_count: usize,
     batcher: Batcher,
     logits_positions: LogitsPositions,
+    prefill_chunk_tokens: usize,
 }
 
 /// What [`Engine::run_batch`] returns.
@@ -245,10 +215,7 @@ impl Engine {
         let layout =
             DecoderLayout::discover(&sessions[0], file, config, logits_positions.input_name())?;
         Ok(Self {
-            pool: SessionPool {
-                free: Mutex::new(sessions),
-                returned: Condvar::new(),
-            },
+            pool: Pool::new(sessions),
             layout,
             context_length: options
                 .context_length
@@ -259,6 +226,7 @@ impl Engine {
             session_count,
             batcher: Batcher::new(options.max_decode_batch),
             logits_positions,
+            prefill_chunk_tokens: options.prefill_chunk_tokens,
         })
     }
 
@@ -485,6 +453,30 @@ impl Engine {
             .collect()
     }
 
+    /// Reads a prompt into `sequence` in runs of at most `prefill_chunk_tokens` positions
+    /// (one run when it is 0, for a model without a KV cache, or for a short prompt), leaving
+    /// the last position's logits. Between runs the session goes back to the pool, so the
+    /// decode steps of running generations (which wait in line for it) are not held up for
+    /// the whole prompt, and attention works on `[chunk, length]` instead of `[length,
+    /// length]`. Each chunk attends to the cache of the ones before it: the same computation
+    /// as one run, up to float rounding (models quantized with `DynamicQuantizeLinear` pick
+    /// one activation scale per run, so their results depend on the chunking).
+    pub fn prefill(&self, sequence: &mut Sequence, prompt: &[u32]) -> Result<()> {
+        let chunk = self.prefill_chunk_tokens;
+        if chunk == 0 || !self.layout.has_kv_cache() || prompt.len() <= chunk {
+            return self.forward(sequence, prompt);
+        }
+        for part in prompt.chunks(chunk) {
+            self.forward(sequence, part)?;
+        }
+        Ok(())
+    }
+
+    /// Longest prompt chunk of one prefill run (0: whole prompts).
+    pub fn prefill_chunk_tokens(&self) -> usize {
+        self.prefill_chunk_tokens
+    }
+
     /// Runs the model on `new_ids` appended to `sequence`, leaving the last position's
     /// logits in the sequence and the updated cache in place. On error the sequence
     /// must not be used again.
@@ -608,8 +600,7 @@ impl Engine {
     ) -> Result<(DynValue, Vec<DynValue>, Duration)> {
         let mut pooled = self.pool.acquire();
         let session = pooled
-            .session
-            .as_mut()
+            .get()
             .ok_or_else(|| Error::Internal("session pool returned no session".into()))?;
         crate::fault::fail_point("session_run");
         let started = Instant::now();

@@ -87,6 +87,14 @@ pub struct SphanaLlmLoadOptions {
     /// `max_position_embeddings`; 0 (default): `config.json`'s, or unknown when there is none
     /// (then only `max_new_tokens` limits a generation).
     pub context_length: u64,
+    /// Longest prompt chunk one prefill run reads (default 512; 0: the whole prompt in one
+    /// run). Between chunks the decode steps of running generations on the handle get their
+    /// turn, so a long prompt does not stall them for its whole prefill, and the prefill's
+    /// attention memory grows with the chunk instead of the prompt. Float models compute the
+    /// same as one run up to float rounding; models quantized with `DynamicQuantizeLinear`
+    /// pick one activation scale per run, so their output depends on the chunking. (Added
+    /// after the third release.)
+    pub prefill_chunk_tokens: u64,
 }
 
 /// Most ids `SphanaLlmLoadOptions.eos_token_ids` may hold.
@@ -114,6 +122,7 @@ pub extern "C" fn sphana_llm_load_options_default() -> SphanaLlmLoadOptions {
         eos_token_ids: std::ptr::null(),
         eos_token_count: 0,
         context_length: 0,
+        prefill_chunk_tokens: crate::engine::DEFAULT_PREFILL_CHUNK_TOKENS as u64,
     }
 }
 
@@ -213,12 +222,13 @@ pub(crate) unsafe fn write_versioned_struct<T: Copy>(
 }
 
 /// Sizes of earlier published `SphanaLlmLoadOptions` layouts: before `tokenizer_path`,
-/// before `max_decode_batch`, before `eos_token_ids`.
-pub(crate) fn load_options_older_sizes() -> [usize; 3] {
+/// before `max_decode_batch`, before `eos_token_ids`, before `prefill_chunk_tokens`.
+pub(crate) fn load_options_older_sizes() -> [usize; 4] {
     [
         std::mem::offset_of!(SphanaLlmLoadOptions, tokenizer_path),
         std::mem::offset_of!(SphanaLlmLoadOptions, max_decode_batch),
         std::mem::offset_of!(SphanaLlmLoadOptions, eos_token_ids),
+        std::mem::offset_of!(SphanaLlmLoadOptions, prefill_chunk_tokens),
     ]
 }
 
@@ -321,6 +331,12 @@ unsafe fn load_options_from_c(options: *const SphanaLlmLoadOptions) -> Result<Lo
                 })?)
             }
         },
+        prefill_chunk_tokens: usize::try_from(o.prefill_chunk_tokens).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "prefill_chunk_tokens {} is too large",
+                o.prefill_chunk_tokens
+            ))
+        })?,
         ..LoadOptions::default()
     })
 }

@@ -66,7 +66,7 @@ pub fn generate(
     } else if params.max_new_tokens == 0 {
         Some(FinishReason::Length)
     } else {
-        engine.forward(&mut sequence, prompt_ids)?;
+        engine.prefill(&mut sequence, prompt_ids)?;
         None
     };
     let prefill_done = Instant::now();
