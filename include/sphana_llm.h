@@ -194,6 +194,13 @@ const char *sphana_llm_version(void);
  */
 #define SPHANA_LLM_ERR_INTERNAL -12
 
+/**
+ * A generation's KV cache does not fit the handle's budget (`max_kv_cache_bytes`): its
+ * worst case exceeds the whole budget, or other generations kept the room for longer than
+ * `kv_wait_ms`. Nothing was generated; the handle is unaffected.
+ */
+#define SPHANA_LLM_ERR_KV_MEMORY -13
+
 /* --------------------------------------------------------------------------------------
  * 2. Loading a model
  *
@@ -339,6 +346,22 @@ typedef struct SphanaLlmLoadOptions {
    * after the third release.)
    */
   uint64_t prefill_chunk_tokens;
+  /**
+   * Most bytes of KV cache the generations on this handle may hold at once; 0 (default):
+   * no limit. A generation reserves its worst case — (prompt + `max_new_tokens`, at most
+   * the context length) × layers × 2 × KV heads × head size × element size — before its
+   * prefill, and gives it back when it ends. One that does not fit waits for room up to
+   * `kv_wait_ms`, then fails with `SPHANA_LLM_ERR_KV_MEMORY`; one that exceeds the whole
+   * budget fails at once. The budget counts each cache once: while a decode step runs, its
+   * outputs exist beside its inputs, and a change of the batch's membership briefly holds
+   * a second copy of the rows it moves. (Added after the third release.)
+   */
+  uint64_t max_kv_cache_bytes;
+  /**
+   * Longest a generation waits for room in the KV budget, in milliseconds (default
+   * 30000; 0: fail at once). (Added after the third release.)
+   */
+  uint64_t kv_wait_ms;
 } SphanaLlmLoadOptions;
 
 /**

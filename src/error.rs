@@ -70,6 +70,10 @@ pub enum Error {
     /// A bug in sphana-llm (a caught panic, a broken invariant).
     #[error("internal error: {0}")]
     Internal(String),
+    /// A generation's KV cache does not fit the handle's KV-memory budget (the
+    /// `max_kv_cache_bytes` load option), at once or within the wait limit.
+    #[error("KV cache budget: {0}")]
+    KvMemory(String),
 }
 
 /// Status codes returned by every C entry point. `Ok` is 0; failures are negative.
@@ -104,6 +108,8 @@ pub enum Status {
     Runtime = -11,
     /// See [`Error::Internal`].
     Internal = -12,
+    /// See [`Error::KvMemory`].
+    KvMemory = -13,
 }
 
 impl Error {
@@ -122,6 +128,7 @@ impl Error {
             Error::ContextOverflow(_) => Status::ContextOverflow,
             Error::Runtime(_) => Status::Runtime,
             Error::Internal(_) => Status::Internal,
+            Error::KvMemory(_) => Status::KvMemory,
         }
     }
 

@@ -64,6 +64,14 @@ pub struct LoadOptions {
     /// Chunks let the decode steps of running generations go between them and bound the
     /// prefill's attention memory; see [`crate::engine::Engine::prefill`].
     pub prefill_chunk_tokens: usize,
+    /// Most bytes of KV cache the generations on this model may hold at once (`None`, the
+    /// default: no limit). A generation reserves its worst case (prompt + `max_new_tokens`,
+    /// at most the context length, times [`crate::engine::Engine::kv_bytes_per_position`])
+    /// before its prefill and waits up to `kv_wait` for room; see [`crate::engine::kv_budget`].
+    pub max_kv_cache_bytes: Option<usize>,
+    /// Longest a generation waits for room in the KV budget before it fails with
+    /// [`Error::KvMemory`] (default [`crate::engine::kv_budget::DEFAULT_KV_WAIT`], 30 s).
+    pub kv_wait: std::time::Duration,
 }
 
 impl LoadOptions {
@@ -80,6 +88,8 @@ impl LoadOptions {
             context_length: self.context_length,
             rewrite_logits: self.rewrite_logits,
             prefill_chunk_tokens: self.prefill_chunk_tokens,
+            max_kv_cache_bytes: self.max_kv_cache_bytes,
+            kv_wait: self.kv_wait,
         }
     }
 }
@@ -108,6 +118,8 @@ impl Default for LoadOptions {
             context_length: None,
             rewrite_logits: true,
             prefill_chunk_tokens: crate::engine::DEFAULT_PREFILL_CHUNK_TOKENS,
+            max_kv_cache_bytes: None,
+            kv_wait: crate::engine::kv_budget::DEFAULT_KV_WAIT,
         }
     }
 }

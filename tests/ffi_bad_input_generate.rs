@@ -1420,6 +1420,55 @@ fn cases(fx: &Fixture) -> Vec<Case<'_>> {
             },
         ),
         case(
+            "generate: a KV budget smaller than the generation is SPHANA_LLM_ERR_KV_MEMORY",
+            SPHANA_LLM_ERR_KV_MEMORY,
+            &["KV cache budget", "whole budget", "max_kv_cache_bytes"],
+            move || {
+                let h = match try_load(&micro::micro_dir(), |o| {
+                    o.max_kv_cache_bytes = 1024;
+                    o.kv_wait_ms = 60_000;
+                }) {
+                    Ok(h) => h,
+                    Err((status, _)) => return status.into(),
+                };
+                let g = generate(h, Prompt::Text(HELLO), Some(&mut greedy(8)), usize::MAX);
+                // Successful calls below leave this thread's message alone.
+                // A budget that fits the generation lets it through on a fresh handle.
+                let roomy = try_load(&micro::micro_dir(), |o| o.max_kv_cache_bytes = 64 << 20);
+                let fits = roomy.map(|r| {
+                    let ok = generate(r, Prompt::Text(HELLO), Some(&mut greedy(8)), usize::MAX);
+                    sphana_llm_free(r.0);
+                    ok
+                });
+                sphana_llm_free(h.0);
+                Outcome::from(g.status)
+                    .check(
+                        g.text.is_none() && g.chunks.is_empty() && g.generated_tokens == 0,
+                        || format!("something was generated: {g:?}"),
+                    )
+                    .check(
+                        fits.as_ref()
+                            .is_ok_and(|ok| ok.status == SPHANA_LLM_OK && ok.ids.len() == 8),
+                        || format!("a roomy budget: {fits:?}"),
+                    )
+            },
+        ),
+        case(
+            "load: kv_wait_ms 0 and a huge max_kv_cache_bytes load",
+            SPHANA_LLM_OK,
+            &[],
+            move || match try_load(&micro::micro_dir(), |o| {
+                o.max_kv_cache_bytes = u64::MAX;
+                o.kv_wait_ms = 0;
+            }) {
+                Ok(h) => {
+                    sphana_llm_free(h.0);
+                    SPHANA_LLM_OK.into()
+                }
+                Err((status, _)) => status.into(),
+            },
+        ),
+        case(
             "load: eos_token_ids set: the set and its source",
             SPHANA_LLM_OK,
             &[],

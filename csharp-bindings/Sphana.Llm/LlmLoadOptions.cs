@@ -164,6 +164,19 @@ namespace Sphana.Llm
         /// </summary>
         public int? PrefillChunkTokens { get; set; }
 
+        /// <summary>
+        /// The most bytes of KV cache the generations on this model may hold at once, or null (default): no limit. A
+        /// generation reserves its worst case (prompt + <see cref="GenerationOptions.MaxTokens"/>, at most the context
+        /// length, times layers × 2 × KV heads × head size × element size) before its prefill and waits up to
+        /// <see cref="KvWaitMs"/> for room; then it fails with <see cref="SphanaLlmStatus.KvMemory"/>, as does one whose
+        /// worst case exceeds the whole budget. Bounds what many concurrent long generations can take from the host.
+        /// </summary>
+        public long? MaxKvCacheBytes { get; set; }
+
+        /// <summary>How long a generation waits for room in the KV budget, in milliseconds, or null (default: 30000);
+        /// 0 fails at once.</summary>
+        public long? KvWaitMs { get; set; }
+
         /// <summary>The C struct, starting from <c>sphana_llm_load_options_default()</c>. Pointer fields (strings,
         /// <c>eos_token_ids</c>) are set by the caller, which pins them.</summary>
         internal NativeMethods.LoadOptions ToNative()
@@ -198,6 +211,14 @@ namespace Sphana.Llm
             if (PrefillChunkTokens.HasValue)
             {
                 native.prefill_chunk_tokens = NonNegative(PrefillChunkTokens.Value, "PrefillChunkTokens");
+            }
+            if (MaxKvCacheBytes.HasValue)
+            {
+                native.max_kv_cache_bytes = NonNegative(MaxKvCacheBytes.Value, "MaxKvCacheBytes");
+            }
+            if (KvWaitMs.HasValue)
+            {
+                native.kv_wait_ms = NonNegative(KvWaitMs.Value, "KvWaitMs");
             }
             return native;
         }

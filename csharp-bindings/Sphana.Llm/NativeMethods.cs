@@ -95,6 +95,8 @@ namespace Sphana.Llm
             public ulong eos_token_count;
             public ulong context_length;
             public ulong prefill_chunk_tokens;
+            public ulong max_kv_cache_bytes;
+            public ulong kv_wait_ms;
         }
 
         /// <summary>SphanaLlmChatMessage: UTF-8 role and content with explicit lengths.</summary>

@@ -47,5 +47,10 @@ namespace Sphana.Llm
 
         /// <summary>A bug in sphana-llm (for example a caught panic). The process can go on.</summary>
         Internal = -12,
+
+        /// <summary>The generation's KV cache does not fit the model's budget (<see cref="LlmLoadOptions.MaxKvCacheBytes"/>):
+        /// its worst case exceeds the whole budget, or other generations kept the room longer than
+        /// <see cref="LlmLoadOptions.KvWaitMs"/>. Nothing was generated; retry later or lower the token limit.</summary>
+        KvMemory = -13,
     }
 }

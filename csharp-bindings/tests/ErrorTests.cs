@@ -17,6 +17,7 @@ namespace Sphana.Llm.Tests
             Add(tests, "token_id_and_lookup_errors", TokenErrors);
             Add(tests, "generation_on_a_tokenizer_only_model_is_unsupported", TokenizerOnlyGeneration);
             Add(tests, "generation_parameter_errors", ParameterErrors);
+            Add(tests, "a_kv_budget_too_small_for_the_generation_is_kv_memory", KvBudget);
             Add(tests, "context_overflow_and_context_full", ContextErrors);
             Add(tests, "limits_from_load_options", LimitErrors);
             Add(tests, "error_messages_are_per_thread", PerThreadMessages);
@@ -103,6 +104,23 @@ namespace Sphana.Llm.Tests
             Check.True(task.IsFaulted, "the task is faulted");
             Check.Native(SphanaLlmStatus.Unsupported, () => model.GenerateStream("Hello").ToList(), "GenerateStream");
             Check.Equal(0, GenerationStream.LiveProducers, "no producer thread left");
+        }
+
+        private static void KvBudget()
+        {
+            LlmLoadOptions options = Fixtures.Options();
+            options.MaxKvCacheBytes = 4096;
+            options.KvWaitMs = 0;
+            using (LlmModel model = LlmModel.Load(Paths.Model("tiny-llama/fp32"), options))
+            {
+                Check.Native(SphanaLlmStatus.KvMemory, () => model.Generate("Hello world", new GenerationOptions { MaxTokens = 64 }),
+                    "a generation larger than the budget", "max_kv_cache_bytes");
+                // A few positions fit (the budget is counted in prompt + new tokens).
+                Check.Equal(1, model.Complete(new[] { 9906 }, new GenerationOptions { MaxTokens = 1, IgnoreEos = true }).GeneratedTokens,
+                    "a 2-position generation fits");
+            }
+            Check.Throws<ArgumentOutOfRangeException>(() => LlmModel.Load(Paths.Model("tiny-llama/fp32"), new LlmLoadOptions { MaxKvCacheBytes = -1 }),
+                "a negative budget");
         }
 
         private static void ParameterErrors()

@@ -40,6 +40,7 @@ ERR_LIMIT_EXCEEDED = -9
 ERR_CONTEXT_OVERFLOW = -10
 ERR_RUNTIME = -11
 ERR_INTERNAL = -12
+ERR_KV_MEMORY = -13
 
 FINISH_EOS = 0
 FINISH_STOP_STRING = 1
@@ -151,6 +152,8 @@ class LoadOptions(ctypes.Structure):
         ("eos_token_count", c_uint64),
         ("context_length", c_uint64),
         ("prefill_chunk_tokens", c_uint64),
+        ("max_kv_cache_bytes", c_uint64),
+        ("kv_wait_ms", c_uint64),
     ]
 
 

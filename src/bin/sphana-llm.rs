@@ -131,6 +131,12 @@ struct ModelArgs {
     /// Longest prompt chunk one prefill run reads (0: the whole prompt in one run).
     #[arg(long, default_value_t = sphana_llm::engine::DEFAULT_PREFILL_CHUNK_TOKENS)]
     prefill_chunk: usize,
+    /// Most bytes of KV cache the generations may hold at once [default: no limit].
+    #[arg(long)]
+    max_kv_bytes: Option<usize>,
+    /// Longest a generation waits for room in the KV budget, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    kv_wait_ms: u64,
 }
 
 #[derive(Args)]
@@ -212,6 +218,8 @@ fn load(args: &ModelArgs) -> CliResult<Model> {
         context_length: args.context_length,
         rewrite_logits: !args.all_position_logits,
         prefill_chunk_tokens: args.prefill_chunk,
+        max_kv_cache_bytes: args.max_kv_bytes,
+        kv_wait: std::time::Duration::from_millis(args.kv_wait_ms),
         ..Default::default()
     };
     let started = Instant::now();

@@ -35,6 +35,14 @@ impl KvDtype {
             KvDtype::Float16 => "float16",
         }
     }
+
+    /// Bytes of one element.
+    pub fn size(self) -> usize {
+        match self {
+            KvDtype::Float32 => 4,
+            KvDtype::Float16 => 2,
+        }
+    }
 }
 
 /// The KV cache inputs and outputs of one layer.

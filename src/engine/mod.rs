@@ -7,9 +7,11 @@
 //! * [`logits_rewrite`] — the load-time graph rewrite that computes logits only for the
 //!   positions used (over `onnx_proto`, a protobuf field walker);
 //! * `pool` — the sessions, lent first come, first served;
+//! * [`kv_budget`] — the most KV-cache bytes the generations on a handle may hold;
 //! * this module — loading, one forward step of a sequence, the chunked prefill.
 
 pub mod batch;
+pub mod kv_budget;
 pub mod layout;
 mod logits;
 pub mod logits_rewrite;
@@ -27,6 +29,7 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::{DynTensor, DynValue, Tensor};
 
 use self::batch::{Batcher, DecodeSlot};
+use self::kv_budget::{KvBudget, KvReservation};
 use self::layout::DecoderLayout;
 use self::logits_rewrite::LogitsPositions;
 use self::pool::Pool;
@@ -117,6 +120,11 @@ pub struct EngineOptions {
     /// Longest prompt chunk one prefill run takes (0: the whole prompt in one run); see
     /// [`Engine::prefill`].
     pub prefill_chunk_tokens: usize,
+    /// Most KV-cache bytes the generations on the engine may hold at once (`None`: no
+    /// limit); see [`kv_budget`].
+    pub max_kv_cache_bytes: Option<usize>,
+    /// Longest a generation waits for room in the KV budget before it fails.
+    pub kv_wait: Duration,
 }
 
 /// Default for [`EngineOptions::prefill_chunk_tokens`] (chosen by measurement, BENCHMARKS.md).
@@ -134,6 +142,7 @@ pub struct Engine {
     batcher: Batcher,
     logits_positions: LogitsPositions,
     prefill_chunk_tokens: usize,
+    kv_budget: KvBudget,
 }
 
 /// What [`Engine::run_batch`] returns.
@@ -227,6 +236,7 @@ impl Engine {
             batcher: Batcher::new(options.max_decode_batch),
             logits_positions,
             prefill_chunk_tokens: options.prefill_chunk_tokens,
+            kv_budget: KvBudget::new(options.max_kv_cache_bytes, options.kv_wait),
         })
     }
 
@@ -470,6 +480,28 @@ impl Engine {
             self.forward(sequence, part)?;
         }
         Ok(())
+    }
+
+    /// Bytes of KV cache one position takes in every layer (key and value): 0 for a model
+    /// without a cache.
+    pub fn kv_bytes_per_position(&self) -> usize {
+        let l = &self.layout;
+        l.layers.len() * 2 * l.kv_heads * l.head_dim * l.kv_dtype.size()
+    }
+
+    /// Reserves the KV cache of a generation that may reach `positions` positions (see
+    /// [`kv_budget`]): waits for room up to the handle's limit, else [`Error::KvMemory`].
+    pub(crate) fn reserve_kv(&self, positions: usize) -> Result<KvReservation<'_>> {
+        let per = self.kv_bytes_per_position();
+        self.kv_budget.reserve(
+            positions.saturating_mul(per),
+            &format!("a generation of up to {positions} positions ({per} bytes each)"),
+        )
+    }
+
+    /// The KV budget's limit (`None`: unlimited) and the bytes reserved now.
+    pub fn kv_budget(&self) -> (Option<usize>, usize) {
+        (self.kv_budget.limit(), self.kv_budget.used())
     }
 
     /// Longest prompt chunk of one prefill run (0: whole prompts).

@@ -40,6 +40,10 @@ pub const SPHANA_LLM_ERR_CONTEXT_OVERFLOW: i32 = -10;
 pub const SPHANA_LLM_ERR_RUNTIME: i32 = -11;
 /// A bug in sphana-llm (for example a caught panic). The process can go on.
 pub const SPHANA_LLM_ERR_INTERNAL: i32 = -12;
+/// A generation's KV cache does not fit the handle's budget (`max_kv_cache_bytes`): its
+/// worst case exceeds the whole budget, or other generations kept the room for longer than
+/// `kv_wait_ms`. Nothing was generated; the handle is unaffected.
+pub const SPHANA_LLM_ERR_KV_MEMORY: i32 = -13;
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());

@@ -95,6 +95,18 @@ pub struct SphanaLlmLoadOptions {
     /// pick one activation scale per run, so their output depends on the chunking. (Added
     /// after the third release.)
     pub prefill_chunk_tokens: u64,
+    /// Most bytes of KV cache the generations on this handle may hold at once; 0 (default):
+    /// no limit. A generation reserves its worst case — (prompt + `max_new_tokens`, at most
+    /// the context length) × layers × 2 × KV heads × head size × element size — before its
+    /// prefill, and gives it back when it ends. One that does not fit waits for room up to
+    /// `kv_wait_ms`, then fails with `SPHANA_LLM_ERR_KV_MEMORY`; one that exceeds the whole
+    /// budget fails at once. The budget counts each cache once: while a decode step runs, its
+    /// outputs exist beside its inputs, and a change of the batch's membership briefly holds
+    /// a second copy of the rows it moves. (Added after the third release.)
+    pub max_kv_cache_bytes: u64,
+    /// Longest a generation waits for room in the KV budget, in milliseconds (default
+    /// 30000; 0: fail at once). (Added after the third release.)
+    pub kv_wait_ms: u64,
 }
 
 /// Most ids `SphanaLlmLoadOptions.eos_token_ids` may hold.
@@ -123,6 +135,8 @@ pub extern "C" fn sphana_llm_load_options_default() -> SphanaLlmLoadOptions {
         eos_token_count: 0,
         context_length: 0,
         prefill_chunk_tokens: crate::engine::DEFAULT_PREFILL_CHUNK_TOKENS as u64,
+        max_kv_cache_bytes: 0,
+        kv_wait_ms: crate::engine::kv_budget::DEFAULT_KV_WAIT.as_millis() as u64,
     }
 }
 
@@ -337,6 +351,13 @@ unsafe fn load_options_from_c(options: *const SphanaLlmLoadOptions) -> Result<Lo
                 o.prefill_chunk_tokens
             ))
         })?,
+        max_kv_cache_bytes: match o.max_kv_cache_bytes {
+            0 => None,
+            n => Some(usize::try_from(n).map_err(|_| {
+                Error::InvalidArgument(format!("max_kv_cache_bytes {n} is too large"))
+            })?),
+        },
+        kv_wait: std::time::Duration::from_millis(o.kv_wait_ms),
         ..LoadOptions::default()
     })
 }

@@ -44,6 +44,11 @@ pub fn generate(
         }
     }
 
+    // The worst case of this generation's KV cache, held until it ends (waits for room in
+    // the handle's budget, if it has one, before anything is allocated).
+    let positions = prompt_ids.len().saturating_add(params.max_new_tokens);
+    let _kv = engine.reserve_kv(context.map_or(positions, |c| positions.min(c)))?;
+
     let mut sampler = Sampler::new(params, embeddable);
     let mut decoder = StreamDecoder::new(std::sync::Arc::clone(tokenizer), true);
     let mut stops = StopStrings::new(&params.stop_strings);

@@ -113,11 +113,21 @@ impl<K> State<K> {
         self.active.insert(member);
     }
 
-    /// A generation ends: it is no longer waited for, and its parked cache is freed. (A row
-    /// it has in the resident batch is dropped at the next re-layout.)
+    /// A generation ends: it is no longer waited for, and its parked cache is freed. A row
+    /// it has in the resident batch is dropped at the next re-layout, or now when no member
+    /// of that batch is still decoding.
     pub(super) fn leave(&mut self, member: u64) {
         self.active.remove(&member);
         self.parked.remove(&member);
+        // The last batch's caches go when none of its members is left to step again (the
+        // leader holds them while it runs: then they come back at the next re-layout).
+        if self
+            .resident
+            .as_ref()
+            .is_some_and(|r| r.members.iter().all(|m| !self.active.contains(m)))
+        {
+            self.resident = None;
+        }
     }
 
     /// Queues a step.
@@ -390,6 +400,31 @@ mod tests {
             .unwrap()
             .contains("panic"));
         assert!(!state.leading, "the next step can lead");
+    }
+
+    #[test]
+    fn the_resident_batch_goes_when_its_last_member_leaves() {
+        let mut state = State::<String>::default();
+        state.join(1);
+        state.join(2);
+        state.publish(
+            &[],
+            0,
+            Some(Outcome {
+                results: Ok(Vec::new()),
+                resident: Some(Caches {
+                    members: vec![1, 2],
+                    lens: vec![3, 3],
+                    width: 3,
+                    kv: vec!["batched".into()],
+                }),
+                parked: Vec::new(),
+            }),
+        );
+        state.leave(1);
+        assert!(state.resident.is_some(), "member 2 still steps on it");
+        state.leave(2);
+        assert!(state.resident.is_none(), "nobody is left to step on it");
     }
 
     #[test]
