@@ -362,6 +362,18 @@ typedef struct SphanaLlmLoadOptions {
    * 30000; 0: fail at once). (Added after the third release.)
    */
   uint64_t kv_wait_ms;
+  /**
+   * Bytes of host memory for the prefix cache, 0 (default): off. The KV cache of recent
+   * prompts is kept (least recently used first out) and a prompt that starts like one of
+   * them prefills only the rest: a second question on the same retrieved context, the
+   * next turn of a chat. `SphanaLlmGenerateStats.cached_tokens` says how many positions
+   * were reused. Keeping a prompt costs a copy of its KV cache after its prefill. Float
+   * models compute what a cold prefill computes up to float rounding; INT8
+   * (`DynamicQuantizeLinear`) models' output depends on what was cached. Each handle has
+   * its own cache; it is separate from `max_kv_cache_bytes`. (Added after the third
+   * release.)
+   */
+  uint64_t prefix_cache_bytes;
 } SphanaLlmLoadOptions;
 
 /**
@@ -972,6 +984,12 @@ typedef struct SphanaLlmGenerateStats {
    * after the first release.)
    */
   size_t batched_steps;
+  /**
+   * Prompt positions whose KV cache came from the handle's prefix cache instead of the
+   * prefill (see `SphanaLlmLoadOptions.prefix_cache_bytes`); 0 when it is off. (Added
+   * after the third release.)
+   */
+  size_t cached_tokens;
 } SphanaLlmGenerateStats;
 
 /**

@@ -72,6 +72,10 @@ pub struct LoadOptions {
     /// Longest a generation waits for room in the KV budget before it fails with
     /// [`Error::KvMemory`] (default [`crate::engine::kv_budget::DEFAULT_KV_WAIT`], 30 s).
     pub kv_wait: std::time::Duration,
+    /// Bytes of host memory for the prefix cache: the KV cache of recent prompts, reused by
+    /// prompts that start alike (default [`crate::engine::prefix_cache::DEFAULT_PREFIX_CACHE_BYTES`],
+    /// 0: off). Separate from `max_kv_cache_bytes`; see [`crate::engine::prefix_cache`].
+    pub prefix_cache_bytes: usize,
 }
 
 impl LoadOptions {
@@ -90,6 +94,7 @@ impl LoadOptions {
             prefill_chunk_tokens: self.prefill_chunk_tokens,
             max_kv_cache_bytes: self.max_kv_cache_bytes,
             kv_wait: self.kv_wait,
+            prefix_cache_bytes: self.prefix_cache_bytes,
         }
     }
 }
@@ -120,6 +125,7 @@ impl Default for LoadOptions {
             prefill_chunk_tokens: crate::engine::DEFAULT_PREFILL_CHUNK_TOKENS,
             max_kv_cache_bytes: None,
             kv_wait: crate::engine::kv_budget::DEFAULT_KV_WAIT,
+            prefix_cache_bytes: crate::engine::prefix_cache::DEFAULT_PREFIX_CACHE_BYTES,
         }
     }
 }

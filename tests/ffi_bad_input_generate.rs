@@ -778,6 +778,7 @@ fn cases(fx: &Fixture) -> Vec<Case<'_>> {
                         session_run_ms: -1.0,
                         text_len: 777,
                         batched_steps: 555,
+                        cached_tokens: 444,
                     },
                 };
                 let status = unsafe {
@@ -807,7 +808,8 @@ fn cases(fx: &Fixture) -> Vec<Case<'_>> {
                         s.stats.generated_tokens == 99
                             && s.stats.prefill_ms == -1.0
                             && s.stats.text_len == 777
-                            && s.stats.batched_steps == 555,
+                            && s.stats.batched_steps == 555
+                            && s.stats.cached_tokens == 444,
                         || "wrote past struct_size 16".to_owned(),
                     )
             },

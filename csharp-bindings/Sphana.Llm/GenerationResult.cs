@@ -35,6 +35,7 @@ namespace Sphana.Llm
             DecodeMs = stats.decode_ms;
             SessionRunMs = stats.session_run_ms;
             BatchedSteps = checked((int)NativeMethods.Long(stats.batched_steps));
+            CachedTokens = checked((int)NativeMethods.Long(stats.cached_tokens));
         }
 
         /// <summary>The generated text (special tokens and the stop string left out).</summary>
@@ -66,6 +67,10 @@ namespace Sphana.Llm
         /// (continuous batching, see <see cref="LlmLoadOptions.MaxDecodeBatch"/>).
         /// </summary>
         public int BatchedSteps { get; private set; }
+
+        /// <summary>Prompt positions whose KV cache came from the model's prefix cache instead of the prefill
+        /// (<see cref="LlmLoadOptions.PrefixCacheBytes"/>); 0 when it is off.</summary>
+        public int CachedTokens { get; private set; }
 
         /// <summary>Decode speed: tokens after the first per second of <see cref="DecodeMs"/> (0 when unknown).</summary>
         public double TokensPerSecond

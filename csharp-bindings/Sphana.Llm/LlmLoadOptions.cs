@@ -177,6 +177,15 @@ namespace Sphana.Llm
         /// 0 fails at once.</summary>
         public long? KvWaitMs { get; set; }
 
+        /// <summary>
+        /// Bytes of host memory for the prefix cache, or null (default: 0, off). The KV cache of recent prompts is kept
+        /// (least recently used first out) and a prompt that starts like one of them prefills only the rest — a second
+        /// question on the same context, the next turn of a chat; <see cref="GenerationResult.CachedTokens"/> says how
+        /// many positions were reused. Float models compute what a cold prefill computes up to float rounding; INT8
+        /// models' output depends on what was cached.
+        /// </summary>
+        public long? PrefixCacheBytes { get; set; }
+
         /// <summary>The C struct, starting from <c>sphana_llm_load_options_default()</c>. Pointer fields (strings,
         /// <c>eos_token_ids</c>) are set by the caller, which pins them.</summary>
         internal NativeMethods.LoadOptions ToNative()
@@ -219,6 +228,10 @@ namespace Sphana.Llm
             if (KvWaitMs.HasValue)
             {
                 native.kv_wait_ms = NonNegative(KvWaitMs.Value, "KvWaitMs");
+            }
+            if (PrefixCacheBytes.HasValue)
+            {
+                native.prefix_cache_bytes = NonNegative(PrefixCacheBytes.Value, "PrefixCacheBytes");
             }
             return native;
         }

@@ -72,6 +72,7 @@ namespace Sphana.Llm
             public double session_run_ms;
             public UIntPtr text_len;
             public UIntPtr batched_steps;
+            public UIntPtr cached_tokens;
         }
 
         /// <summary>SphanaLlmLoadOptions.</summary>
@@ -97,6 +98,7 @@ namespace Sphana.Llm
             public ulong prefill_chunk_tokens;
             public ulong max_kv_cache_bytes;
             public ulong kv_wait_ms;
+            public ulong prefix_cache_bytes;
         }
 
         /// <summary>SphanaLlmChatMessage: UTF-8 role and content with explicit lengths.</summary>

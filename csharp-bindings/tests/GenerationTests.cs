@@ -19,6 +19,7 @@ namespace Sphana.Llm.Tests
             Add(tests, "smollm2_answers_paris_with_chatml_prompt", SmolAnswersParis);
             Add(tests, "smollm2_stream_pieces_join_to_the_full_text", SmolStreaming);
             Add(tests, "smollm2_prompt_read_in_chunks_gives_the_same_answer", SmolChunkedPrefill);
+            Add(tests, "smollm2_repeated_prompt_comes_from_the_prefix_cache", SmolPrefixCache);
             Add(tests, "smollm2_stop_string_is_caught_and_not_emitted", SmolStopString);
             Add(tests, "seeded_sampling_is_reproducible", SeededSampling);
             Add(tests, "cancellation_token_ends_generation_mid_way", CancellationMidGeneration);
@@ -112,6 +113,26 @@ namespace Sphana.Llm.Tests
                 GenerationResult result = chunked.Complete(prompt, SmolOptions());
                 Check.Equal(J.Str(reference, "text"), result.Text, "the answer with the prompt read 6 tokens at a time");
             }
+        }
+
+        private static void SmolPrefixCache()
+        {
+            object golden = Smol();
+            object reference = J.Get(J.Get(golden, "models"), "fp32");
+            LlmLoadOptions options = Fixtures.Options();
+            options.PrefixCacheBytes = 64L << 20;
+            using (LlmModel cached = LlmModel.Load(Paths.Model("smollm2-135m-instruct"), options))
+            {
+                string prompt = J.Str(golden, "prompt_text");
+                int promptTokens = J.List(golden, "prompt_ids").Count;
+                GenerationResult first = cached.Complete(prompt, SmolOptions());
+                Check.Equal(0, first.CachedTokens, "nothing cached before the first request");
+                GenerationResult second = cached.Complete(prompt, SmolOptions());
+                Check.Equal(promptTokens - 1, second.CachedTokens, "all but the last prompt token come from the cache");
+                Check.Equal(J.Str(reference, "text"), second.Text, "the answer equals the reference");
+            }
+            Check.Equal(0, Fixtures.Smol.Complete(J.Str(golden, "prompt_text"), SmolOptions()).CachedTokens,
+                "the default load has no prefix cache");
         }
 
         private static void SmolAnswersParis()

@@ -129,6 +129,7 @@ class GenerateStats(ctypes.Structure):
         ("session_run_ms", c_double),
         ("text_len", c_size_t),
         ("batched_steps", c_size_t),
+        ("cached_tokens", c_size_t),
     ]
 
 
@@ -154,6 +155,7 @@ class LoadOptions(ctypes.Structure):
         ("prefill_chunk_tokens", c_uint64),
         ("max_kv_cache_bytes", c_uint64),
         ("kv_wait_ms", c_uint64),
+        ("prefix_cache_bytes", c_uint64),
     ]
 
 

@@ -137,6 +137,9 @@ struct ModelArgs {
     /// Longest a generation waits for room in the KV budget, in milliseconds.
     #[arg(long, default_value_t = 30_000)]
     kv_wait_ms: u64,
+    /// Bytes of host memory for the prefix cache (0: off).
+    #[arg(long, default_value_t = 0)]
+    prefix_cache_bytes: usize,
 }
 
 #[derive(Args)]
@@ -220,6 +223,7 @@ fn load(args: &ModelArgs) -> CliResult<Model> {
         prefill_chunk_tokens: args.prefill_chunk,
         max_kv_cache_bytes: args.max_kv_bytes,
         kv_wait: std::time::Duration::from_millis(args.kv_wait_ms),
+        prefix_cache_bytes: args.prefix_cache_bytes,
         ..Default::default()
     };
     let started = Instant::now();
@@ -271,8 +275,12 @@ fn print_stats(result: &Generation) {
             (n - 1) as f64 / (s.decode_ms / 1e3).max(1e-9)
         ),
     };
+    let cached = match s.cached_tokens {
+        0 => String::new(),
+        n => format!("; {n} prompt tokens from the prefix cache"),
+    };
     eprintln!(
-        "[{} prompt tokens, {} generated, finish: {:?}; prefill {:.0} ms ({:.1} tok/s), {decode}]",
+        "[{} prompt tokens, {} generated, finish: {:?}; prefill {:.0} ms ({:.1} tok/s), {decode}{cached}]",
         s.prompt_tokens,
         s.generated_tokens,
         s.finish_reason,

@@ -8,6 +8,7 @@
 //!   positions used (over `onnx_proto`, a protobuf field walker);
 //! * `pool` — the sessions, lent first come, first served;
 //! * [`kv_budget`] — the most KV-cache bytes the generations on a handle may hold;
+//! * [`prefix_cache`] — the KV cache of recent prompts, reused by prompts that start alike;
 //! * this module — loading, one forward step of a sequence, the chunked prefill.
 
 pub mod batch;
@@ -17,6 +18,7 @@ mod logits;
 pub mod logits_rewrite;
 mod onnx_proto;
 mod pool;
+pub mod prefix_cache;
 pub mod runtime;
 
 use std::borrow::Cow;
@@ -33,6 +35,7 @@ use self::kv_budget::{KvBudget, KvReservation};
 use self::layout::DecoderLayout;
 use self::logits_rewrite::LogitsPositions;
 use self::pool::Pool;
+use self::prefix_cache::{KvData, PrefixCache};
 use self::runtime::Runtime;
 use crate::error::{Error, Result};
 use crate::model_config::ArchitectureConfig;
@@ -125,6 +128,8 @@ pub struct EngineOptions {
     pub max_kv_cache_bytes: Option<usize>,
     /// Longest a generation waits for room in the KV budget before it fails.
     pub kv_wait: Duration,
+    /// Bytes of host memory for the prefix cache (0: off); see [`prefix_cache`].
+    pub prefix_cache_bytes: usize,
 }
 
 /// Default for [`EngineOptions::prefill_chunk_tokens`] (chosen by measurement, BENCHMARKS.md).
@@ -143,6 +148,7 @@ pub struct Engine {
     logits_positions: LogitsPositions,
     prefill_chunk_tokens: usize,
     kv_budget: KvBudget,
+    prefix_cache: PrefixCache,
 }
 
 /// What [`Engine::run_batch`] returns.
@@ -237,6 +243,7 @@ impl Engine {
             logits_positions,
             prefill_chunk_tokens: options.prefill_chunk_tokens,
             kv_budget: KvBudget::new(options.max_kv_cache_bytes, options.kv_wait),
+            prefix_cache: PrefixCache::new(options.prefix_cache_bytes),
         })
     }
 
@@ -463,23 +470,94 @@ impl Engine {
             .collect()
     }
 
-    /// Reads a prompt into `sequence` in runs of at most `prefill_chunk_tokens` positions
-    /// (one run when it is 0, for a model without a KV cache, or for a short prompt), leaving
-    /// the last position's logits. Between runs the session goes back to the pool, so the
-    /// decode steps of running generations (which wait in line for it) are not held up for
-    /// the whole prompt, and attention works on `[chunk, length]` instead of `[length,
-    /// length]`. Each chunk attends to the cache of the ones before it: the same computation
-    /// as one run, up to float rounding (models quantized with `DynamicQuantizeLinear` pick
-    /// one activation scale per run, so their results depend on the chunking).
-    pub fn prefill(&self, sequence: &mut Sequence, prompt: &[u32]) -> Result<()> {
+    /// Reads a prompt into an empty `sequence`, leaving the last position's logits, and
+    /// returns how many positions came from the prefix cache ([`prefix_cache`]).
+    ///
+    /// The positions not cached are read in runs of at most `prefill_chunk_tokens` (one run
+    /// when it is 0, for a model without a KV cache, or for a short prompt). Between runs the
+    /// session goes back to the pool, so the decode steps of running generations (which
+    /// wait in line for it) are not held up for the whole prompt, and attention works on
+    /// `[chunk, length]` instead of `[length, length]`. Each chunk attends to the cache of
+    /// the ones before it: the same computation as one run, up to float rounding (models
+    /// quantized with `DynamicQuantizeLinear` pick one activation scale per run, so their
+    /// results depend on the chunking and on what was cached).
+    pub fn prefill(&self, sequence: &mut Sequence, prompt: &[u32]) -> Result<usize> {
+        let layout = &self.layout;
+        let cacheable =
+            layout.has_kv_cache() && sequence.past_len == 0 && self.prefix_cache.enabled();
+        let mut reused = 0;
+        if cacheable {
+            if let Some(hit) = self
+                .prefix_cache
+                .lookup(prompt, layout.kv_heads, layout.head_dim)
+            {
+                sequence.past = hit
+                    .kv
+                    .into_iter()
+                    .map(|data| self.kv_tensor(data, hit.positions))
+                    .collect::<Result<_>>()?;
+                sequence.past_len = hit.positions;
+                reused = hit.positions;
+            }
+        }
+        let rest = &prompt[reused..];
         let chunk = self.prefill_chunk_tokens;
-        if chunk == 0 || !self.layout.has_kv_cache() || prompt.len() <= chunk {
-            return self.forward(sequence, prompt);
+        if chunk == 0 || !layout.has_kv_cache() || rest.len() <= chunk {
+            self.forward(sequence, rest)?;
+        } else {
+            for part in rest.chunks(chunk) {
+                self.forward(sequence, part)?;
+            }
         }
-        for part in prompt.chunks(chunk) {
-            self.forward(sequence, part)?;
+        if cacheable {
+            self.prefix_cache
+                .insert(prompt, || self.kv_to_host(&sequence.past).ok());
         }
-        Ok(())
+        Ok(reused)
+    }
+
+    /// A `[1, kv_heads, positions, head_dim]` cache tensor from host data.
+    fn kv_tensor(&self, data: KvData, positions: usize) -> Result<DynValue> {
+        let shape = [
+            1usize,
+            self.layout.kv_heads,
+            positions,
+            self.layout.head_dim,
+        ];
+        let fail = ort_error("creating a KV cache from the prefix cache");
+        Ok(match data {
+            KvData::F32(v) => Tensor::from_array((shape, v)).map_err(fail)?.into_dyn(),
+            KvData::F16(v) => Tensor::from_array((shape, v)).map_err(fail)?.into_dyn(),
+        })
+    }
+
+    /// Host copies of a sequence's cache tensors.
+    fn kv_to_host(&self, past: &[DynValue]) -> Result<Vec<KvData>> {
+        past.iter()
+            .map(|value| {
+                Ok(match self.layout.kv_dtype {
+                    layout::KvDtype::Float32 => KvData::F32(
+                        value
+                            .try_extract_tensor::<f32>()
+                            .map_err(ort_error("reading a KV cache"))?
+                            .1
+                            .to_vec(),
+                    ),
+                    layout::KvDtype::Float16 => KvData::F16(
+                        value
+                            .try_extract_tensor::<half::f16>()
+                            .map_err(ort_error("reading a KV cache"))?
+                            .1
+                            .to_vec(),
+                    ),
+                })
+            })
+            .collect()
+    }
+
+    /// Bytes the prefix cache holds now, and its entries.
+    pub fn prefix_cache_usage(&self) -> (usize, usize) {
+        self.prefix_cache.usage()
     }
 
     /// Bytes of KV cache one position takes in every layer (key and value): 0 for a model

@@ -106,6 +106,10 @@ pub struct SphanaLlmGenerateStats {
     /// handle (continuous batching; see `SphanaLlmLoadOptions.max_decode_batch`). (Added
     /// after the first release.)
     pub batched_steps: usize,
+    /// Prompt positions whose KV cache came from the handle's prefix cache instead of the
+    /// prefill (see `SphanaLlmLoadOptions.prefix_cache_bytes`); 0 when it is off. (Added
+    /// after the third release.)
+    pub cached_tokens: usize,
 }
 
 static CANCELLATIONS: Lazy<Registry<CancelToken>> = Lazy::new(|| Registry::new("cancellation"));
@@ -380,6 +384,7 @@ pub(crate) unsafe fn run_generation(
             session_run_ms: s.session_run_ms,
             text_len: generation.text.len(),
             batched_steps: s.batched_steps,
+            cached_tokens: s.cached_tokens,
         };
         let bytes = (declared as usize).min(std::mem::size_of::<SphanaLlmGenerateStats>());
         // SAFETY: the caller's struct holds `declared` bytes; we copy at most that many.

@@ -107,6 +107,16 @@ pub struct SphanaLlmLoadOptions {
     /// Longest a generation waits for room in the KV budget, in milliseconds (default
     /// 30000; 0: fail at once). (Added after the third release.)
     pub kv_wait_ms: u64,
+    /// Bytes of host memory for the prefix cache, 0 (default): off. The KV cache of recent
+    /// prompts is kept (least recently used first out) and a prompt that starts like one of
+    /// them prefills only the rest: a second question on the same retrieved context, the
+    /// next turn of a chat. `SphanaLlmGenerateStats.cached_tokens` says how many positions
+    /// were reused. Keeping a prompt costs a copy of its KV cache after its prefill. Float
+    /// models compute what a cold prefill computes up to float rounding; INT8
+    /// (`DynamicQuantizeLinear`) models' output depends on what was cached. Each handle has
+    /// its own cache; it is separate from `max_kv_cache_bytes`. (Added after the third
+    /// release.)
+    pub prefix_cache_bytes: u64,
 }
 
 /// Most ids `SphanaLlmLoadOptions.eos_token_ids` may hold.
@@ -137,6 +147,7 @@ pub extern "C" fn sphana_llm_load_options_default() -> SphanaLlmLoadOptions {
         prefill_chunk_tokens: crate::engine::DEFAULT_PREFILL_CHUNK_TOKENS as u64,
         max_kv_cache_bytes: 0,
         kv_wait_ms: crate::engine::kv_budget::DEFAULT_KV_WAIT.as_millis() as u64,
+        prefix_cache_bytes: crate::engine::prefix_cache::DEFAULT_PREFIX_CACHE_BYTES as u64,
     }
 }
 
@@ -358,6 +369,12 @@ unsafe fn load_options_from_c(options: *const SphanaLlmLoadOptions) -> Result<Lo
             })?),
         },
         kv_wait: std::time::Duration::from_millis(o.kv_wait_ms),
+        prefix_cache_bytes: usize::try_from(o.prefix_cache_bytes).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "prefix_cache_bytes {} is too large",
+                o.prefix_cache_bytes
+            ))
+        })?,
         ..LoadOptions::default()
     })
 }

@@ -66,12 +66,13 @@ pub fn generate(
     };
 
     let started = Instant::now();
+    let mut cached_tokens = 0;
     let mut finish = if cancelled() {
         Some(FinishReason::Cancelled)
     } else if params.max_new_tokens == 0 {
         Some(FinishReason::Length)
     } else {
-        engine.prefill(&mut sequence, prompt_ids)?;
+        cached_tokens = engine.prefill(&mut sequence, prompt_ids)?;
         None
     };
     let prefill_done = Instant::now();
@@ -128,6 +129,7 @@ pub fn generate(
             decode_ms: (ended - prefill_done).as_secs_f64() * 1e3,
             session_run_ms: sequence.run_time.as_secs_f64() * 1e3,
             batched_steps: sequence.batched_steps,
+            cached_tokens,
         },
     })
 }

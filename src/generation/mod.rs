@@ -143,6 +143,9 @@ pub struct GenerateStats {
     /// Decode steps that shared one `session.run` with other generations (continuous
     /// batching, see `LoadOptions::max_decode_batch`).
     pub batched_steps: usize,
+    /// Prompt positions whose KV cache came from the prefix cache instead of the prefill
+    /// (see `LoadOptions::prefix_cache_bytes`).
+    pub cached_tokens: usize,
 }
 
 /// The result of one generation.

@@ -13,7 +13,7 @@ use std::ptr::{null, null_mut};
 use sphana_llm::ffi::*;
 
 /// Every status a call may return except `SPHANA_LLM_ERR_INTERNAL` (which is always a bug).
-pub const ALL_STATUSES: [i32; 12] = [
+pub const ALL_STATUSES: [i32; 13] = [
     SPHANA_LLM_OK,
     SPHANA_LLM_ERR_INVALID_ARGUMENT,
     SPHANA_LLM_ERR_INVALID_UTF8,
@@ -26,6 +26,7 @@ pub const ALL_STATUSES: [i32; 12] = [
     SPHANA_LLM_ERR_LIMIT_EXCEEDED,
     SPHANA_LLM_ERR_CONTEXT_OVERFLOW,
     SPHANA_LLM_ERR_RUNTIME,
+    SPHANA_LLM_ERR_KV_MEMORY,
 ];
 
 /// This thread's last error message.
