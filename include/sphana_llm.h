@@ -337,7 +337,7 @@ typedef struct SphanaLlmLoadOptions {
    */
   uint64_t context_length;
   /**
-   * Longest prompt chunk one prefill run reads (default 512; 0: the whole prompt in one
+   * Longest prompt chunk one prefill run reads (default 256; 0: the whole prompt in one
    * run). Between chunks the decode steps of running generations on the handle get their
    * turn, so a long prompt does not stall them for its whole prefill, and the prefill's
    * attention memory grows with the chunk instead of the prompt. Float models compute the

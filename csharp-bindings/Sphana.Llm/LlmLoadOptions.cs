@@ -156,7 +156,7 @@ namespace Sphana.Llm
         public int? ContextLength { get; set; }
 
         /// <summary>
-        /// The longest prompt chunk one prefill run reads, or null (default: the library's, 512); 0 reads the whole
+        /// The longest prompt chunk one prefill run reads, or null (default: the library's, 256); 0 reads the whole
         /// prompt in one run. Between chunks the decode steps of running generations get their turn, so a long RAG
         /// prompt does not stall the answers streaming on the same model, and the prefill's attention memory grows
         /// with the chunk instead of the prompt. Float models compute the same as one run up to float rounding; INT8

@@ -133,7 +133,12 @@ pub struct EngineOptions {
 }
 
 /// Default for [`EngineOptions::prefill_chunk_tokens`] (chosen by measurement, BENCHMARKS.md).
-pub const DEFAULT_PREFILL_CHUNK_TOKENS: usize = 512;
+pub const DEFAULT_PREFILL_CHUNK_TOKENS: usize = 256;
+
+/// The chunk a prefill uses while other generations on the engine are decoding (when
+/// `prefill_chunk_tokens` is larger): their tokens wait at most one such chunk (chosen by
+/// measurement, BENCHMARKS.md).
+pub const PREFILL_CHUNK_TOKENS_WHILE_DECODING: usize = 64;
 
 /// A loaded decoder.
 pub struct Engine {
@@ -147,6 +152,8 @@ pub struct Engine {
     batcher: Batcher,
     logits_positions: LogitsPositions,
     prefill_chunk_tokens: usize,
+    /// Generations past their prefill (holding a [`DecodeSlot`]).
+    decoding: std::sync::atomic::AtomicUsize,
     kv_budget: KvBudget,
     prefix_cache: PrefixCache,
 }
@@ -242,6 +249,7 @@ impl Engine {
             batcher: Batcher::new(options.max_decode_batch),
             logits_positions,
             prefill_chunk_tokens: options.prefill_chunk_tokens,
+            decoding: std::sync::atomic::AtomicUsize::new(0),
             kv_budget: KvBudget::new(options.max_kv_cache_bytes, options.kv_wait),
             prefix_cache: PrefixCache::new(options.prefix_cache_bytes),
         })
@@ -474,7 +482,9 @@ impl Engine {
     /// returns how many positions came from the prefix cache ([`prefix_cache`]).
     ///
     /// The positions not cached are read in runs of at most `prefill_chunk_tokens` (one run
-    /// when it is 0, for a model without a KV cache, or for a short prompt). Between runs the
+    /// when it is 0, for a model without a KV cache, or for a short prompt), and of at most
+    /// [`PREFILL_CHUNK_TOKENS_WHILE_DECODING`] while other generations on the engine are
+    /// decoding. Between runs the
     /// session goes back to the pool, so the decode steps of running generations (which
     /// wait in line for it) are not held up for the whole prompt, and attention works on
     /// `[chunk, length]` instead of `[length, length]`. Each chunk attends to the cache of
@@ -502,11 +512,20 @@ impl Engine {
         }
         let rest = &prompt[reused..];
         let chunk = self.prefill_chunk_tokens;
-        if chunk == 0 || !layout.has_kv_cache() || rest.len() <= chunk {
+        if chunk == 0 || !layout.has_kv_cache() {
             self.forward(sequence, rest)?;
         } else {
-            for part in rest.chunks(chunk) {
-                self.forward(sequence, part)?;
+            let mut start = 0;
+            while start < rest.len() {
+                // Smaller chunks while others decode: their next token waits for one chunk.
+                let size = if self.decoding.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+                    chunk.min(PREFILL_CHUNK_TOKENS_WHILE_DECODING)
+                } else {
+                    chunk
+                };
+                let end = (start + size).min(rest.len());
+                self.forward(sequence, &rest[start..end])?;
+                start = end;
             }
         }
         if cacheable {

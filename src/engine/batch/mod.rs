@@ -86,6 +86,9 @@ pub struct DecodeSlot<'e> {
 
 impl<'e> DecodeSlot<'e> {
     pub(super) fn new(engine: &'e Engine) -> Self {
+        engine
+            .decoding
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let member = engine.batching_supported().then(|| {
             let batcher = &engine.batcher;
             let member = batcher.next_member.fetch_add(1, Ordering::Relaxed);
@@ -194,6 +197,9 @@ impl<'e> DecodeSlot<'e> {
 
 impl Drop for DecodeSlot<'_> {
     fn drop(&mut self) {
+        self.engine
+            .decoding
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(member) = self.member {
             let batcher = &self.engine.batcher;
             batcher.lock().leave(member);
