@@ -72,8 +72,8 @@ pub struct LoadOptions {
     /// Longest a generation waits for room in the KV budget before it fails with
     /// [`Error::KvMemory`] (default [`crate::engine::kv_budget::DEFAULT_KV_WAIT`], 30 s).
     pub kv_wait: std::time::Duration,
-    /// Bytes of host memory for the prefix cache: the KV cache of recent prompts, reused by
-    /// prompts that start alike (default [`crate::engine::prefix_cache::DEFAULT_PREFIX_CACHE_BYTES`],
+    /// Bytes of host memory for the prefix cache: the KV cache of recent prompts and their
+    /// answers, reused by prompts that start alike (default [`crate::engine::prefix_cache::DEFAULT_PREFIX_CACHE_BYTES`],
     /// 0: off). Separate from `max_kv_cache_bytes`; see [`crate::engine::prefix_cache`].
     pub prefix_cache_bytes: usize,
 }

@@ -1,5 +1,6 @@
 //! The prefix cache (`prefix_cache_bytes`): a second request sharing a 300-token system
-//! prompt prefills only its tail; turn 2 of a chat reuses turn 1's prompt; it works with
+//! prompt prefills only its tail; a prompt that continues a finished generation reuses its
+//! prompt and answer (turn 2 of a chat reuses turn 1); it works with
 //! continuous batching and two sessions; and every greedy answer equals a cold run on a handle
 //! without the cache (float models: tiny variants and SmolLM2). Each handle has its own cache.
 
@@ -7,7 +8,9 @@ mod common;
 
 use std::sync::Arc;
 
-use sphana_llm::{ChatMessage, ChatOptions, Flow, GenerateParams, LoadOptions, Model};
+use sphana_llm::{
+    ChatMessage, ChatOptions, FinishReason, Flow, GenerateParams, LoadOptions, Model,
+};
 
 fn load(dir: &str, prefix_cache_bytes: usize, session_count: usize) -> Model {
     Model::load(
@@ -80,6 +83,19 @@ fn a_shared_system_prompt_is_prefilled_once_on_the_tiny_float_variants() {
             .unwrap();
         assert_eq!(again.stats.cached_tokens, b.len() - 1, "{variant}");
         assert_eq!(again.token_ids, cold_b.token_ids, "{variant}");
+        // A prompt continuing the first generation (prompt, its 12 ids, 3 more) reuses the
+        // prompt and the 11 ids fed back (the 12th was never run).
+        let mut follow = a.clone();
+        follow.extend(&first.token_ids);
+        follow.extend([3, 4, 5]);
+        let continued = cached
+            .generate_from_ids(&follow, &greedy(8), &mut |_| Flow::Continue)
+            .unwrap();
+        assert_eq!(continued.stats.cached_tokens, a.len() + 11, "{variant}");
+        let cold_follow = cold
+            .generate_from_ids(&follow, &greedy(8), &mut |_| Flow::Continue)
+            .unwrap();
+        assert_eq!(continued.token_ids, cold_follow.token_ids, "{variant}");
         let (bytes, entries) = cached.engine().unwrap().prefix_cache_usage();
         assert!(
             bytes > 0 && entries >= 1,
@@ -127,14 +143,22 @@ fn turn_two_of_a_chat_reuses_turn_one_on_smollm2() {
     let turn2 = cached
         .generate_chat(&messages, &options, &params, &mut |_| Flow::Continue)
         .unwrap();
+    // What turn 1 left in the cache: its prompt and every answer id fed back (all of them
+    // after EOS, all but the last after the length limit).
+    let fed = match turn1.stats.finish_reason {
+        FinishReason::Eos => turn1.token_ids.len(),
+        _ => turn1.token_ids.len() - 1,
+    };
+    let mut entry = prompt1.clone();
+    entry.extend(&turn1.token_ids[..fed]);
     assert_eq!(
         turn2.stats.cached_tokens,
-        common_prefix(&prompt1, &prompt2),
-        "turn 2 reuses turn 1's prompt"
+        common_prefix(&entry, &prompt2),
+        "turn 2 reuses turn 1's prompt and answer"
     );
     assert!(
-        turn2.stats.cached_tokens + 1 >= prompt1.len(),
-        "{} of {}",
+        turn2.stats.cached_tokens > prompt1.len() + fed / 2,
+        "{} cached of turn 1's {} + {fed}",
         turn2.stats.cached_tokens,
         prompt1.len()
     );
@@ -172,6 +196,19 @@ fn concurrent_generations_with_batching_and_two_sessions_reuse_the_prefix() {
         assert!(g.stats.cached_tokens >= 300, "{}", g.stats.cached_tokens);
         assert_eq!(g.token_ids, want);
     }
+    // The last of them to finish copied its row out of the batch: a prompt continuing the
+    // answer reuses the prompt and the 15 ids fed back.
+    let mut follow = b.clone();
+    follow.extend(&want);
+    follow.extend([3, 4, 5]);
+    let continued = model
+        .generate_from_ids(&follow, &greedy(8), &mut |_| Flow::Continue)
+        .unwrap();
+    assert_eq!(continued.stats.cached_tokens, b.len() + 15);
+    let cold_follow = cold
+        .generate_from_ids(&follow, &greedy(8), &mut |_| Flow::Continue)
+        .unwrap();
+    assert_eq!(continued.token_ids, cold_follow.token_ids);
 }
 
 #[test]

@@ -178,9 +178,10 @@ namespace Sphana.Llm
         public long? KvWaitMs { get; set; }
 
         /// <summary>
-        /// Bytes of host memory for the prefix cache, or null (default: 0, off). The KV cache of recent prompts is kept
-        /// (least recently used first out) and a prompt that starts like one of them prefills only the rest — a second
-        /// question on the same context, the next turn of a chat; <see cref="GenerationResult.CachedTokens"/> says how
+        /// Bytes of host memory for the prefix cache, or null (default: 0, off). The KV cache of recent prompts and of
+        /// the answers generated after them is kept (least recently used first out) and a prompt that starts like one
+        /// of them prefills only the rest — a second question on the same context, the next turn of a chat (reusing the
+        /// previous turn's prompt and answer); <see cref="GenerationResult.CachedTokens"/> says how
         /// many positions were reused. Float models compute what a cold prefill computes up to float rounding; INT8
         /// models' output depends on what was cached.
         /// </summary>

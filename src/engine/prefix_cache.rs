@@ -1,9 +1,12 @@
-//! The prefix cache: the KV cache of recent prompts, kept in host memory within a byte
-//! budget (least recently used first out), so a prompt that starts like an earlier one (the
-//! same system prompt, the same retrieved context, the next turn of a chat whose earlier
-//! turns are the previous prompt) prefills only what differs.
+//! The prefix cache: the KV cache of recent prompts and of the answers generated after
+//! them, kept in host memory within a byte budget (least recently used first out), so a
+//! prompt that starts like an earlier one (the same system prompt, the same retrieved
+//! context, the next turn of a chat whose earlier turns are the previous prompt and answer)
+//! prefills only what differs.
 //!
-//! An entry is a prompt's token ids and its KV tensors (`[1, kv_heads, positions, head_dim]`
+//! A prompt goes in after its prefill ([`super::Engine::prefill`]); when its generation
+//! ends, the prompt and the answer ids fed back replace it
+//! ([`super::batch::DecodeSlot::finish`]). An entry is token ids and their KV tensors (`[1, kv_heads, positions, head_dim]`
 //! per layer, key then value). A new prompt reuses the longest common prefix with any entry,
 //! up to all but its last token (whose logits the prefill must produce): those positions are
 //! copied into the new sequence's cache and the rest is prefilled on top. Positions depend

@@ -108,10 +108,12 @@ pub struct SphanaLlmLoadOptions {
     /// 30000; 0: fail at once). (Added after the third release.)
     pub kv_wait_ms: u64,
     /// Bytes of host memory for the prefix cache, 0 (default): off. The KV cache of recent
-    /// prompts is kept (least recently used first out) and a prompt that starts like one of
-    /// them prefills only the rest: a second question on the same retrieved context, the
-    /// next turn of a chat. `SphanaLlmGenerateStats.cached_tokens` says how many positions
-    /// were reused. Keeping a prompt costs a copy of its KV cache after its prefill. Float
+    /// prompts and of the answers generated after them is kept (least recently used first
+    /// out) and a prompt that starts like one of them prefills only the rest: a second
+    /// question on the same retrieved context, the next turn of a chat (which reuses the
+    /// previous turn's prompt and answer). `SphanaLlmGenerateStats.cached_tokens` says how
+    /// many positions were reused. Keeping a prompt costs a copy of its KV cache after its
+    /// prefill, and one more when its generation ends. Float
     /// models compute what a cold prefill computes up to float rounding; INT8
     /// (`DynamicQuantizeLinear`) models' output depends on what was cached. Each handle has
     /// its own cache; it is separate from `max_kv_cache_bytes`. (Added after the third

@@ -105,7 +105,8 @@ pub fn generate(
             slot.step(&mut sequence, id)?;
         }
     }
-    drop(slot);
+    // Keeps prompt + answer in the prefix cache (if on) for the next turn; leaves the batch.
+    slot.finish(&sequence, &history[..sequence.len().min(history.len())]);
     let finish = finish.unwrap_or(FinishReason::Length);
     if matches!(
         finish,

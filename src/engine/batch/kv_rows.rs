@@ -7,6 +7,7 @@ use ort::value::{DynValue, PrimitiveTensorElementType, Tensor};
 use super::state::Caches;
 use crate::engine::layout::{DecoderLayout, KvDtype};
 use crate::engine::ort_error;
+use crate::engine::prefix_cache::KvData;
 use crate::error::{Error, Result};
 
 /// The shape of one cache tensor: `[rows, heads, width, dim]`.
@@ -108,24 +109,73 @@ fn copy_rows<T: PrimitiveTensorElementType + Copy + Default + std::fmt::Debug + 
     };
     let mut data = vec![T::default(); out_shape.len()];
     for (out_row, &(value, row, len)) in parts.iter().enumerate() {
-        let (shape, src) = value
-            .try_extract_tensor::<T>()
-            .map_err(ort_error("reading a KV cache"))?;
-        let dims: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
-        let [rows, heads, width, dim] = dims[..] else {
-            return Err(Error::Runtime(format!("a KV cache of shape {shape:?}")));
-        };
-        let src_shape = KvShape {
-            rows,
-            heads,
-            width,
-            dim,
-        };
+        let (src, src_shape) = tensor_data::<T>(value)?;
         copy_row(src, src_shape, row, len, &mut data, out_shape, out_row)?;
     }
     Ok(Tensor::from_array(([parts.len(), heads, width, dim], data))
         .map_err(ort_error("creating a batched KV cache"))?
         .into_dyn())
+}
+
+/// A cache tensor's elements and shape.
+fn tensor_data<T: PrimitiveTensorElementType + 'static>(
+    value: &DynValue,
+) -> Result<(&[T], KvShape)> {
+    let (shape, src) = value
+        .try_extract_tensor::<T>()
+        .map_err(ort_error("reading a KV cache"))?;
+    let dims: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+    let [rows, heads, width, dim] = dims[..] else {
+        return Err(Error::Runtime(format!("a KV cache of shape {shape:?}")));
+    };
+    Ok((
+        src,
+        KvShape {
+            rows,
+            heads,
+            width,
+            dim,
+        },
+    ))
+}
+
+/// Host copies (`[1, heads, len, dim]`, key and value per layer) of the last `len`
+/// positions of row `row` of `caches`: what the prefix cache keeps of a finished generation.
+pub(super) fn row_to_host(
+    layout: &DecoderLayout,
+    caches: &Caches<DynValue>,
+    row: usize,
+    len: usize,
+) -> Result<Vec<KvData>> {
+    fn one<T: PrimitiveTensorElementType + Copy + Default + std::fmt::Debug + 'static>(
+        value: &DynValue,
+        row: usize,
+        len: usize,
+        heads: usize,
+        dim: usize,
+    ) -> Result<Vec<T>> {
+        let out_shape = KvShape {
+            rows: 1,
+            heads,
+            width: len,
+            dim,
+        };
+        let mut data = vec![T::default(); out_shape.len()];
+        let (src, src_shape) = tensor_data::<T>(value)?;
+        copy_row(src, src_shape, row, len, &mut data, out_shape, 0)?;
+        Ok(data)
+    }
+    let (heads, dim) = (layout.kv_heads, layout.head_dim);
+    caches
+        .kv
+        .iter()
+        .map(|value| {
+            Ok(match layout.kv_dtype {
+                KvDtype::Float32 => KvData::F32(one::<f32>(value, row, len, heads, dim)?),
+                KvDtype::Float16 => KvData::F16(one::<half::f16>(value, row, len, heads, dim)?),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use ort::value::DynValue;
 
-use self::kv_rows::relayout;
+use self::kv_rows::{relayout, row_to_host};
 use self::state::{Caches, Outcome, Pending, State, StepResult};
 use super::{Engine, Sequence};
 use crate::error::{Error, Result};
@@ -171,6 +171,34 @@ impl<'e> DecodeSlot<'e> {
             drop(leader);
             state = batcher.lock();
         }
+    }
+
+    /// Ends the generation. When the engine keeps a prefix cache, `tokens` (the ids whose KV
+    /// `sequence` holds: the prompt and what was generated, up to the last id fed) go into it
+    /// with their cache, so a prompt that continues this conversation (the next chat turn)
+    /// reuses the answer too. A member's row is copied out under the batcher's lock (one row
+    /// of host memory, no model run); it is skipped when another generation's batch holds
+    /// the resident caches at that moment (a cache miss later, never a wrong result).
+    pub fn finish(self, sequence: &Sequence, tokens: &[u32]) {
+        let engine = self.engine;
+        if !engine.prefix_cache.enabled()
+            || !engine.layout().has_kv_cache()
+            || tokens.len() != sequence.past_len
+        {
+            return;
+        }
+        let kv = || match self.member {
+            Some(member) if self.joined => {
+                let state = engine.batcher.lock();
+                let (caches, row) = state.cache_of(member)?;
+                if caches.lens[row] != tokens.len() {
+                    return None;
+                }
+                row_to_host(engine.layout(), caches, row, tokens.len()).ok()
+            }
+            _ => engine.kv_to_host(&sequence.past).ok(),
+        };
+        engine.prefix_cache.insert(tokens, kv);
     }
 
     /// Waits until every active generation has submitted (or the batch is full, or

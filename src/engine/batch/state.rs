@@ -130,6 +130,16 @@ impl<K> State<K> {
         }
     }
 
+    /// Where `member`'s cache is between steps: its parked cache, or its row of the
+    /// resident batch (`None` while a leader holds that batch, or once it is gone).
+    pub(super) fn cache_of(&self, member: u64) -> Option<(&Caches<K>, usize)> {
+        if let Some(parked) = self.parked.get(&member) {
+            return Some((parked, 0));
+        }
+        let resident = self.resident.as_ref()?;
+        Some((resident, resident.row_of(member)?))
+    }
+
     /// Queues a step.
     pub(super) fn submit(&mut self, step: Pending<K>) {
         self.queue.push(step);
@@ -444,5 +454,42 @@ mod tests {
         state.leave(2);
         state.publish(&[], 0, Some(parked(vec![cache(2, 3)])));
         assert!(state.parked_members().is_empty());
+    }
+
+    #[test]
+    fn a_finished_members_cache_is_found_parked_or_in_the_resident_batch() {
+        let mut state = State::<String>::default();
+        for m in [1, 2, 3] {
+            state.join(m);
+        }
+        state.publish(
+            &[],
+            0,
+            Some(Outcome {
+                results: Ok(Vec::new()),
+                resident: Some(Caches {
+                    members: vec![2, 1],
+                    lens: vec![4, 6],
+                    width: 6,
+                    kv: vec!["batched".into()],
+                }),
+                parked: vec![cache(3, 5)],
+            }),
+        );
+        let (caches, row) = state.cache_of(1).unwrap();
+        assert_eq!(
+            (caches.kv[0].as_str(), row, caches.lens[row]),
+            ("batched", 1, 6)
+        );
+        let (caches, row) = state.cache_of(3).unwrap();
+        assert_eq!(
+            (caches.kv[0].as_str(), row, caches.lens[row]),
+            ("kv3", 0, 5)
+        );
+        assert!(state.cache_of(9).is_none(), "not a member");
+        // While a leader holds the resident batch, its rows are out of reach.
+        let _taken = state.take_batch(8);
+        assert!(state.cache_of(1).is_none());
+        assert!(state.cache_of(3).is_some(), "parked caches stay");
     }
 }
