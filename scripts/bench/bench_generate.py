@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 
+import genai_model
 import sphana_abi
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -177,60 +178,9 @@ def worker_ort_python(args):
 
 def genai_dir(model_key: str, threads: int) -> str:
     """assets/bench/genai/<model>-t<threads>/: links to the model's files + genai_config.json."""
-    src = MODELS[model_key]
-    cfg = json.load(open(os.path.join(src, "config.json")))
     d = os.path.join(BENCH_DIR, f"{model_key}-t{threads}")
-    os.makedirs(d, exist_ok=True)
-    for f in ("model.onnx", "tokenizer.json", "tokenizer_config.json", "config.json", "generation_config.json"):
-        link = os.path.join(d, f)
-        if os.path.lexists(link):
-            os.remove(link)
-        os.symlink(os.path.join(src, f), link)
-    head = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
-    genai = {
-        "model": {
-            "bos_token_id": cfg["bos_token_id"],
-            "eos_token_id": GENAI_NEVER_EOS,  # real EOS is cfg["eos_token_id"]; see the module docstring
-            "pad_token_id": cfg["pad_token_id"],
-            "context_length": cfg["max_position_embeddings"],
-            "vocab_size": cfg["vocab_size"],
-            "type": "llama",
-            "decoder": {
-                "session_options": {
-                    "log_id": "onnxruntime-genai",
-                    "intra_op_num_threads": threads,
-                    "provider_options": [],
-                },
-                "filename": "model.onnx",
-                "head_size": head,
-                "hidden_size": cfg["hidden_size"],
-                "num_attention_heads": cfg["num_attention_heads"],
-                "num_hidden_layers": cfg["num_hidden_layers"],
-                "num_key_value_heads": cfg["num_key_value_heads"],
-                "inputs": {
-                    "input_ids": "input_ids",
-                    "attention_mask": "attention_mask",
-                    "position_ids": "position_ids",
-                    "past_key_names": "past_key_values.%d.key",
-                    "past_value_names": "past_key_values.%d.value",
-                },
-                "outputs": {
-                    "logits": "logits",
-                    "present_key_names": "present.%d.key",
-                    "present_value_names": "present.%d.value",
-                },
-            },
-        },
-        "search": {
-            "do_sample": False, "num_beams": 1, "num_return_sequences": 1, "max_length": cfg["max_position_embeddings"],
-            "min_length": 0, "past_present_share_buffer": False, "repetition_penalty": 1.0, "temperature": 1.0,
-            "top_k": 1, "top_p": 1.0, "early_stopping": True, "length_penalty": 1.0, "no_repeat_ngram_size": 0,
-            "diversity_penalty": 0.0,
-        },
-    }
-    with open(os.path.join(d, "genai_config.json"), "w") as f:
-        json.dump(genai, f, indent=1)
-    return d
+    # The real EOS is the model's; see the module docstring.
+    return genai_model.genai_dir(MODELS[model_key], d, threads, eos_token_id=GENAI_NEVER_EOS)
 
 
 class Worker:

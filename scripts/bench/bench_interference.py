@@ -3,10 +3,10 @@
 run and in chunks (issue: chunked prefill beside the batch).
 
     python3 scripts/bench/bench_interference.py [--model DIR] [--chunks 0 512 256] [--running 3]
-                                                [--long-tokens 2000] [--rounds 2]
+                                                [--long-tokens 2000] [--rounds 2] [--sessions 1] [--threads 0]
 
-One process, the release library (`cargo build --release --lib`), one handle per setting (one ONNX
-Runtime session, continuous batching on). `--running` generations stream 200 tokens each from short
+One process, the release library (`cargo build --release --lib`), one handle per setting (`--sessions`
+ONNX Runtime sessions, default one; continuous batching on). `--running` generations stream 200 tokens each from short
 prompts; once they are all past their 20th token, a generation with a ~2,000-token prompt shaped like
 Sphana's arrives. Every text callback of the running generations is timestamped: the *unloaded step* is
 the median gap between two callbacks before the arrival, the *loaded* gaps are those that end while the
@@ -114,17 +114,21 @@ def main() -> int:
     ap.add_argument("--long-tokens", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: its choice)")
+    ap.add_argument("--sessions", type=int, default=1,
+                    help="session_count: with 2, the long prompt's prefill runs beside the batch's steps")
     ap.add_argument("--lib", default=sphana_abi.RELEASE_LIB)
     ap.add_argument("--ort", default=str(ROOT / "assets/onnxruntime/1.23.2/libonnxruntime.so"))
     args = ap.parse_args()
     abi = sphana_abi.load(args.lib)
     print(f"CPU: {cpu_model()} ({os.cpu_count()} CPUs); model {Path(args.model).name}; {args.running} running "
-          f"generations; a {args.long_tokens}-token prompt arrives; medians of {args.rounds} rounds")
+          f"generations; a {args.long_tokens}-token prompt arrives; {args.sessions} session(s), intra-op threads "
+          f"{args.threads or 'ORT default'}; medians of {args.rounds} rounds")
     print(f"{'chunk':>6s} {'step ms':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s} {'p99/step':>9s} "
           f"{'gaps':>5s} {'long TTFT ms':>12s}")
     ort = args.ort.encode()
     for chunk in args.chunks:
-        options = abi.load_options(ort_library_path=ort, prefill_chunk_tokens=chunk, intra_op_threads=args.threads)
+        options = abi.load_options(ort_library_path=ort, prefill_chunk_tokens=chunk, intra_op_threads=args.threads,
+                                   session_count=args.sessions)
         handle = abi.load_model(args.model, options)
         short = tokenize(abi, handle, "Write a long story about a lighthouse keeper and the sea.")
         long_prompt = rag_prompt_ids(abi, handle, args.long_tokens)

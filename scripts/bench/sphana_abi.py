@@ -57,6 +57,7 @@ PROVIDER_CPU = 0
 PROVIDER_CUDA = 1
 
 MAX_EOS_IDS = 4096
+MAX_TOP_LOGPROBS = 20
 
 EOS_SOURCE_NONE = 0
 EOS_SOURCE_LOAD_OPTION = 1
@@ -114,6 +115,11 @@ class GenerateParams(ctypes.Structure):
         ("cancel", c_void_p),
         ("out_token_ids", POINTER(c_int32)),
         ("out_token_ids_capacity", c_size_t),
+        ("out_logprobs", POINTER(c_float)),
+        ("out_top_logprob_ids", POINTER(c_int32)),
+        ("out_top_logprobs", POINTER(c_float)),
+        ("out_logprobs_capacity", c_size_t),
+        ("top_logprobs", c_uint32),
     ]
 
 
@@ -223,6 +229,8 @@ FUNCTIONS = {
     "sphana_llm_generate_from_ids": (c_int32, [
         _model, _ids, c_size_t, POINTER(GenerateParams), TEXT_CALLBACK, c_void_p, _out_handle,
         POINTER(GenerateStats)]),
+    "sphana_llm_score": (c_int32, [
+        _model, _ids, c_size_t, _ids, c_size_t, c_uint32, POINTER(c_float), _ids, POINTER(c_float)]),
     "sphana_llm_context_length": (c_int32, [_model, _size_out]),
     "sphana_llm_max_decode_batch": (c_int32, [_model, _size_out]),
     "sphana_llm_logits_positions": (c_int32, [_model, POINTER(c_int32), _text_out, c_size_t, _size_out]),
