@@ -93,7 +93,8 @@ const SECTIONS: &[(&str, &str, &[&str])] = &[
     (
         "Generating",
         "Text generation with a KV cache: parameters, streaming through a callback, stop\n\
-         conditions, statistics, cancellation from another thread.",
+         conditions, statistics, log-probabilities, scoring a given continuation,\n\
+         cancellation from another thread.",
         &[
             "SphanaLlmCancellation",
             "SphanaLlmGenerateParams",
@@ -102,8 +103,10 @@ const SECTIONS: &[(&str, &str, &[&str])] = &[
             "SphanaLlmTextCallback",
             "SPHANA_LLM_FINISH_*",
             "SphanaLlmGenerateStats",
+            "SPHANA_LLM_MAX_TOP_LOGPROBS",
             "sphana_llm_generate",
             "sphana_llm_generate_from_ids",
+            "sphana_llm_score",
             "sphana_llm_string_free",
             "sphana_llm_cancellation_new",
             "sphana_llm_cancellation_cancel",

@@ -807,7 +807,8 @@ void sphana_llm_stream_decoder_free(struct SphanaLlmStreamDecoder *decoder);
  * 6. Generating
  *
  * Text generation with a KV cache: parameters, streaming through a callback, stop
- * conditions, statistics, cancellation from another thread.
+ * conditions, statistics, log-probabilities, scoring a given continuation,
+ * cancellation from another thread.
  * -------------------------------------------------------------------------------------- */
 
 /**
@@ -890,6 +891,35 @@ typedef struct SphanaLlmGenerateParams {
    * Capacity of `out_token_ids`.
    */
   size_t out_token_ids_capacity;
+  /**
+   * Optional buffer for each generated token's log-probability (NULL: not wanted): the
+   * natural log of its probability under the model at its position — the log-softmax of
+   * the raw logits, before temperature, penalties, top-k/p and min-p, so the same for
+   * greedy and sampled generation and equal to what `sphana_llm_score` gives for the same
+   * ids. The first `out_logprobs_capacity` tokens are written. (Added after the third
+   * release, with the fields up to `top_logprobs`.)
+   */
+  float *out_logprobs;
+  /**
+   * With `top_logprobs` > 0: room for `out_logprobs_capacity × top_logprobs` ids; token
+   * `i`'s most likely alternatives go to `[i × top_logprobs, (i + 1) × top_logprobs)`,
+   * most likely first (ties: lower id first); slots beyond the tokenizer's vocabulary get
+   * -1. May be NULL when `top_logprobs` is 0.
+   */
+  int32_t *out_top_logprob_ids;
+  /**
+   * With `top_logprobs` > 0: their log-probabilities, laid out as `out_top_logprob_ids`
+   * (-infinity in unused slots). May be NULL when `top_logprobs` is 0.
+   */
+  float *out_top_logprobs;
+  /**
+   * Tokens the log-probability buffers hold room for.
+   */
+  size_t out_logprobs_capacity;
+  /**
+   * Alternatives per token, 0 (default) to `SPHANA_LLM_MAX_TOP_LOGPROBS`.
+   */
+  uint32_t top_logprobs;
 } SphanaLlmGenerateParams;
 
 /**
@@ -995,6 +1025,11 @@ typedef struct SphanaLlmGenerateStats {
 } SphanaLlmGenerateStats;
 
 /**
+ * Most alternatives per token (`SphanaLlmGenerateParams.top_logprobs`, `sphana_llm_score`).
+ */
+#define SPHANA_LLM_MAX_TOP_LOGPROBS 20
+
+/**
  * Generates a continuation of a UTF-8 text prompt.
  *
  * `prompt`: `prompt_len` bytes of UTF-8 (not NUL-terminated); tokenized with BOS as
@@ -1038,6 +1073,36 @@ int32_t sphana_llm_generate_from_ids(const struct SphanaLlmModel *model,
                                      void *user_data,
                                      char **out_text,
                                      struct SphanaLlmGenerateStats *out_stats);
+
+/**
+ * Scores a given continuation: writes the log-probability of each of the
+ * `continuation_count` ids after the `prompt_count` prompt ids (and the continuation ids
+ * before it) — the same figures a generation of those ids reports in
+ * `SphanaLlmGenerateParams.out_logprobs` — computed in one run over the continuation
+ * (after a prefill of the prompt, which uses the prefix cache if it is on). For
+ * groundedness checks and reranking: the sum is the log-probability of the whole
+ * continuation. Nothing is added to either id list.
+ *
+ * `out_logprobs`: room for `continuation_count` floats. `top_logprobs`: alternatives per
+ * position (0 to `SPHANA_LLM_MAX_TOP_LOGPROBS`); when it is > 0, `out_top_logprob_ids` and
+ * `out_top_logprobs` each hold room for `continuation_count × top_logprobs` values, laid
+ * out as in `SphanaLlmGenerateParams` (may be NULL when it is 0). The buffers are written
+ * only on success.
+ *
+ * Returns `SPHANA_LLM_OK`; `SPHANA_LLM_ERR_INVALID_ARGUMENT` (bad handle, NULL buffer, an
+ * empty prompt or continuation, `top_logprobs` too large); `SPHANA_LLM_ERR_INVALID_TOKEN_ID`;
+ * `SPHANA_LLM_ERR_CONTEXT_OVERFLOW`; `SPHANA_LLM_ERR_KV_MEMORY`; `SPHANA_LLM_ERR_UNSUPPORTED`
+ * (tokenizer-only model); `SPHANA_LLM_ERR_RUNTIME`. Thread-safe, like generation.
+ */
+int32_t sphana_llm_score(const struct SphanaLlmModel *model,
+                         const int32_t *prompt_ids,
+                         size_t prompt_count,
+                         const int32_t *continuation_ids,
+                         size_t continuation_count,
+                         uint32_t top_logprobs,
+                         float *out_logprobs,
+                         int32_t *out_top_logprob_ids,
+                         float *out_top_logprobs);
 
 /**
  * Frees a string the library returned (e.g. `out_text` of generation). NULL is a no-op.

@@ -18,7 +18,10 @@ pub mod tokenizer;
 pub use chat::{ChatMessage, ChatOptions};
 pub use engine::{EngineOptions, ExecutionProvider};
 pub use error::{Error, Result, Status};
-pub use generation::{CancelToken, FinishReason, Flow, GenerateParams, GenerateStats, Generation};
+pub use generation::{
+    CancelToken, FinishReason, Flow, GenerateParams, GenerateStats, Generation, TokenLogprob,
+    TopLogprob,
+};
 pub use model::{LoadOptions, Model};
 pub use tokenizer::eos::EosSource;
 pub use tokenizer::{EncodeOptions, Encoding, Tokenizer, TokenizerFormat};

@@ -292,6 +292,22 @@ impl Model {
         generate::generate(engine, &self.tokenizer, prompt_ids, params, on_text)
     }
 
+    /// The log-probability of each token of `continuation` after `prompt` (ids), with the
+    /// `top` most likely alternatives at each position (at most
+    /// [`crate::generation::MAX_TOP_LOGPROBS`]), in one run over the continuation; see
+    /// [`crate::generation::score`].
+    pub fn score(
+        &self,
+        prompt: &[u32],
+        continuation: &[u32],
+        top: usize,
+    ) -> Result<Vec<crate::generation::TokenLogprob>> {
+        let engine = self.require_engine()?;
+        self.tokenizer.check_ids(prompt)?;
+        self.tokenizer.check_ids(continuation)?;
+        crate::generation::score::score(engine, &self.tokenizer, prompt, continuation, top)
+    }
+
     /// The tokenizer.
     pub fn tokenizer(&self) -> &Arc<Tokenizer> {
         &self.tokenizer

@@ -63,6 +63,19 @@ namespace Sphana.Llm
         /// <summary>Keep generating past end-of-sequence ids (benchmarks). Default false.</summary>
         public bool IgnoreEos { get; set; }
 
+        /// <summary>
+        /// Report each generated token's log-probability in <see cref="GenerationResult.Logprobs"/>: the model's own
+        /// distribution, before temperature and penalties (see <see cref="TokenLogprob"/>). Default false.
+        /// </summary>
+        public bool Logprobs { get; set; }
+
+        /// <summary>Also report the most likely alternatives at each position, 0 (default) to
+        /// <see cref="MaxTopLogprobs"/>; more than 0 turns <see cref="Logprobs"/> on.</summary>
+        public int TopLogprobs { get; set; }
+
+        /// <summary>Most alternatives per position (<c>SPHANA_LLM_MAX_TOP_LOGPROBS</c>).</summary>
+        public const int MaxTopLogprobs = 20;
+
         /// <summary>The C struct (pointer fields are filled by the caller).</summary>
         internal NativeMethods.GenerateParams ToNative()
         {
@@ -73,6 +86,10 @@ namespace Sphana.Llm
             if (TopK < 0)
             {
                 throw new ArgumentOutOfRangeException("TopK", TopK, "TopK must not be negative");
+            }
+            if (TopLogprobs < 0)
+            {
+                throw new ArgumentOutOfRangeException("TopLogprobs", TopLogprobs, "TopLogprobs must not be negative");
             }
             NativeMethods.GenerateParams native = NativeMethods.sphana_llm_generate_params_default();
             native.max_new_tokens = (uint)MaxTokens;
@@ -85,6 +102,7 @@ namespace Sphana.Llm
             native.parse_special = ParseSpecialTokens ? 1u : 0u;
             native.add_special = AddSpecialTokens ? 1u : 0u;
             native.ignore_eos = IgnoreEos ? 1u : 0u;
+            native.top_logprobs = (uint)TopLogprobs;
             return native;
         }
     }

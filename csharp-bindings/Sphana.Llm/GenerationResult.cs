@@ -24,10 +24,12 @@ namespace Sphana.Llm
     /// <summary>The outcome of one generation: the text, the ids, why it ended, and the figures.</summary>
     public sealed class GenerationResult
     {
-        internal GenerationResult(string text, int[] tokenIds, NativeMethods.GenerateStats stats)
+        internal GenerationResult(string text, int[] tokenIds, IReadOnlyList<TokenLogprob> logprobs,
+            NativeMethods.GenerateStats stats)
         {
             Text = text;
             TokenIds = tokenIds;
+            Logprobs = logprobs;
             FinishReason = (FinishReason)stats.finish_reason;
             PromptTokens = checked((int)NativeMethods.Long(stats.prompt_tokens));
             GeneratedTokens = checked((int)NativeMethods.Long(stats.generated_tokens));
@@ -43,6 +45,10 @@ namespace Sphana.Llm
 
         /// <summary>The generated ids, without the EOS that ended generation.</summary>
         public IReadOnlyList<int> TokenIds { get; private set; }
+
+        /// <summary>One per generated id when <see cref="GenerationOptions.Logprobs"/> (or
+        /// <see cref="GenerationOptions.TopLogprobs"/>) asked for them; else empty.</summary>
+        public IReadOnlyList<TokenLogprob> Logprobs { get; private set; }
 
         /// <summary>Why generation ended.</summary>
         public FinishReason FinishReason { get; private set; }

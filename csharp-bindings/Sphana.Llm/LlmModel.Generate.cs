@@ -169,7 +169,58 @@ namespace Sphana.Llm
         private GenerationResult RunNative(SafeLlmModelHandle handle, PromptInput prompt, GenerationOptions options,
             Action<string> onText, SafeCancellationHandle cancel)
         {
-            return NativeGeneration.Run(handle, prompt, options, onText, cancel, IdBufferSize(options));
+            return NativeGeneration.Run(handle, prompt, options, onText, cancel, IdBufferSize(options), TokenText);
+        }
+
+        /// <summary>One token's text on its own, special tokens included.</summary>
+        private string TokenText(int id)
+        {
+            return Decode(new[] { id }, false);
+        }
+
+        /// <summary>
+        /// The log-probability of each token of <paramref name="continuationIds"/> after <paramref name="promptIds"/>, with
+        /// the <paramref name="topLogprobs"/> most likely alternatives at each position (0 to 20), computed in one run
+        /// over the continuation (<c>sphana_llm_score</c>): for groundedness checks and reranking — the sum is the
+        /// continuation's log-probability. The same figures a generation of those ids reports in
+        /// <see cref="GenerationResult.Logprobs"/>. Nothing is added to either list. Thread-safe; blocks the caller.
+        /// </summary>
+        /// <exception cref="SphanaLlmException">Empty prompt or continuation, ids outside the vocabulary, too many
+        /// alternatives, a context overflow, or a runtime failure.</exception>
+        public IReadOnlyList<TokenLogprob> Score(IReadOnlyList<int> promptIds, IReadOnlyList<int> continuationIds,
+            int topLogprobs = 0)
+        {
+            if (promptIds == null)
+            {
+                throw new ArgumentNullException("promptIds");
+            }
+            if (continuationIds == null)
+            {
+                throw new ArgumentNullException("continuationIds");
+            }
+            if (topLogprobs < 0)
+            {
+                throw new ArgumentOutOfRangeException("topLogprobs", topLogprobs, "topLogprobs must not be negative");
+            }
+            ThrowIfDisposed();
+            int[] prompt = new int[promptIds.Count];
+            for (int i = 0; i < prompt.Length; i++)
+            {
+                prompt[i] = promptIds[i];
+            }
+            int[] continuation = new int[continuationIds.Count];
+            for (int i = 0; i < continuation.Length; i++)
+            {
+                continuation[i] = continuationIds[i];
+            }
+            var logprobs = new float[continuation.Length];
+            int[] topIds = topLogprobs > 0 ? new int[checked(continuation.Length * topLogprobs)] : null;
+            float[] topValues = topLogprobs > 0 ? new float[checked(continuation.Length * topLogprobs)] : null;
+            int status = NativeMethods.sphana_llm_score(Handle, prompt, NativeMethods.Size(prompt.Length), continuation,
+                NativeMethods.Size(continuation.Length), (uint)topLogprobs, logprobs, topIds, topValues);
+            Result.Check(status, "sphana_llm_score");
+            return TokenLogprob.FromNative(continuation, logprobs, topIds, topValues, topLogprobs, continuation.Length,
+                TokenText);
         }
 
         /// <summary>The text of one generation; a cancellation the token caused throws <see cref="OperationCanceledException"/>.</summary>

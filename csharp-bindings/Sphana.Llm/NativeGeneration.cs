@@ -63,11 +63,17 @@ namespace Sphana.Llm
         }
 
         internal static GenerationResult Run(SafeLlmModelHandle model, PromptInput prompt,
-            GenerationOptions options, Action<string> onText, SafeCancellationHandle cancel, int idBufferSize)
+            GenerationOptions options, Action<string> onText, SafeCancellationHandle cancel, int idBufferSize,
+            Func<int, string> tokenText)
         {
             NativeMethods.GenerateParams parameters = (options ?? new GenerationOptions()).ToNative();
             IList<string> stopStrings = options == null ? null : options.StopStrings;
             var ids = new int[idBufferSize];
+            int top = (int)parameters.top_logprobs;
+            bool wantLogprobs = options != null && (options.Logprobs || top > 0);
+            float[] logprobs = wantLogprobs ? new float[idBufferSize] : null;
+            int[] topIds = top > 0 ? new int[checked(idBufferSize * top)] : null;
+            float[] topLogprobs = top > 0 ? new float[checked(idBufferSize * top)] : null;
             var stats = new NativeMethods.GenerateStats();
             stats.struct_size = (uint)Marshal.SizeOf(typeof(NativeMethods.GenerateStats));
             var state = new CallbackState(onText);
@@ -103,6 +109,16 @@ namespace Sphana.Llm
                     pins.Add(pin);
                     parameters.out_token_ids = pin.AddrOfPinnedObject();
                     parameters.out_token_ids_capacity = NativeMethods.Size(ids.Length);
+                }
+                if (logprobs != null && logprobs.Length > 0)
+                {
+                    parameters.out_logprobs = Pin(logprobs, pins);
+                    parameters.out_logprobs_capacity = NativeMethods.Size(logprobs.Length);
+                    if (top > 0)
+                    {
+                        parameters.out_top_logprob_ids = Pin(topIds, pins);
+                        parameters.out_top_logprobs = Pin(topLogprobs, pins);
+                    }
                 }
                 if (cancel != null)
                 {
@@ -183,7 +199,18 @@ namespace Sphana.Llm
             {
                 Array.Resize(ref ids, kept);
             }
-            return new GenerationResult(text, ids, stats);
+            IReadOnlyList<TokenLogprob> tokenLogprobs = logprobs == null
+                ? (IReadOnlyList<TokenLogprob>)new TokenLogprob[0]
+                : TokenLogprob.FromNative(ids, logprobs, topIds, topLogprobs, top, kept, tokenText);
+            return new GenerationResult(text, ids, tokenLogprobs, stats);
+        }
+
+        /// <summary>Pins <paramref name="array"/> for the call (freed with the other pins).</summary>
+        private static IntPtr Pin(Array array, List<GCHandle> pins)
+        {
+            GCHandle pin = GCHandle.Alloc(array, GCHandleType.Pinned);
+            pins.Add(pin);
+            return pin.AddrOfPinnedObject();
         }
 
         /// <summary>Runs on the generating thread, inside the native call: must not throw.</summary>

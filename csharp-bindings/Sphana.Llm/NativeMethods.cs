@@ -57,6 +57,11 @@ namespace Sphana.Llm
             public IntPtr cancel;
             public IntPtr out_token_ids;
             public UIntPtr out_token_ids_capacity;
+            public IntPtr out_logprobs;
+            public IntPtr out_top_logprob_ids;
+            public IntPtr out_top_logprobs;
+            public UIntPtr out_logprobs_capacity;
+            public uint top_logprobs;
         }
 
         /// <summary>SphanaLlmGenerateStats.</summary>
@@ -255,6 +260,11 @@ namespace Sphana.Llm
         internal static extern int sphana_llm_generate(SafeLlmModelHandle model, byte[] prompt, UIntPtr promptLen,
             ref GenerateParams parameters, TextCallback onText, IntPtr userData, out IntPtr outText,
             ref GenerateStats outStats);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_score(SafeLlmModelHandle model, int[] promptIds, UIntPtr promptCount,
+            int[] continuationIds, UIntPtr continuationCount, uint topLogprobs, [Out] float[] outLogprobs,
+            [Out] int[] outTopLogprobIds, [Out] float[] outTopLogprobs);
 
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int sphana_llm_generate_from_ids(SafeLlmModelHandle model, int[] promptIds,

@@ -21,6 +21,7 @@ namespace Sphana.Llm.Tests
             Add(tests, "smollm2_prompt_read_in_chunks_gives_the_same_answer", SmolChunkedPrefill);
             Add(tests, "smollm2_repeated_prompt_comes_from_the_prefix_cache", SmolPrefixCache);
             Add(tests, "smollm2_stop_string_is_caught_and_not_emitted", SmolStopString);
+            Add(tests, "smollm2_logprobs_pick_the_golden_ids_and_equal_the_score", SmolLogprobs);
             Add(tests, "seeded_sampling_is_reproducible", SeededSampling);
             Add(tests, "cancellation_token_ends_generation_mid_way", CancellationMidGeneration);
             Add(tests, "cancelled_before_start", CancelledBeforeStart);
@@ -133,6 +134,48 @@ namespace Sphana.Llm.Tests
             }
             Check.Equal(0, Fixtures.Smol.Complete(J.Str(golden, "prompt_text"), SmolOptions()).CachedTokens,
                 "the default load has no prefix cache");
+        }
+
+        private static void SmolLogprobs()
+        {
+            object golden = Smol();
+            object reference = J.Get(J.Get(golden, "models"), "fp32");
+            LlmModel model = Fixtures.Smol;
+            GenerationOptions options = SmolOptions();
+            options.TopLogprobs = 3;
+            GenerationResult result = model.Complete(J.Str(golden, "prompt_text"), options);
+            List<int> expected = J.Ints(reference, "new_ids").ToList();
+            Check.Equal(result.TokenIds.Count, result.Logprobs.Count, "one log-probability per generated id");
+            for (int i = 0; i < result.Logprobs.Count; i++)
+            {
+                TokenLogprob t = result.Logprobs[i];
+                Check.Equal(result.TokenIds[i], t.Id, "id " + i);
+                Check.Equal(3, t.Top.Count, "three alternatives at " + i);
+                // Greedy: ONNX Runtime Python's id is the most likely one.
+                Check.Equal(expected[i], t.Top[0].Id, "the golden id is the top alternative at " + i);
+                Check.True(t.Logprob <= 0 && t.Top[0].Logprob >= t.Top[1].Logprob && t.Top[1].Logprob >= t.Top[2].Logprob,
+                    "ordered log-probabilities at " + i);
+                Check.Equal(model.Decode(new[] { t.Id }, false), t.Text, "the token's text at " + i);
+            }
+            IReadOnlyList<TokenLogprob> scored = model.Score(J.Ints(golden, "prompt_ids"), result.TokenIds, 3);
+            Check.Equal(result.Logprobs.Count, scored.Count, "one score per continuation id");
+            for (int i = 0; i < scored.Count; i++)
+            {
+                Check.True(Math.Abs(scored[i].Logprob - result.Logprobs[i].Logprob) < 1e-4,
+                    "score equals the generation's log-probability at " + i);
+                Check.Equal(result.Logprobs[i].Top[1].Id, scored[i].Top[1].Id, "the same alternatives at " + i);
+            }
+            Check.Equal(0, model.Complete(J.Str(golden, "prompt_text"), SmolOptions()).Logprobs.Count,
+                "no log-probabilities unless asked for");
+            try
+            {
+                model.Score(J.Ints(golden, "prompt_ids"), new int[0]);
+                throw new Exception("an empty continuation was scored");
+            }
+            catch (SphanaLlmException e)
+            {
+                Check.Equal(SphanaLlmStatus.InvalidArgument, e.Status, "an empty continuation: " + e.Message);
+            }
         }
 
         private static void SmolAnswersParis()

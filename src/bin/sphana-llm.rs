@@ -1,4 +1,4 @@
-//! `sphana-llm`: tokenize, decode, generate and chat from the command line, on the same
+//! `sphana-llm`: tokenize, decode, generate, chat and score from the command line, on the same
 //! safe Rust API the C ABI wraps.
 
 use std::io::{IsTerminal, Read, Write};
@@ -9,7 +9,7 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 use sphana_llm::{
     ChatMessage, ChatOptions, EncodeOptions, ExecutionProvider, Flow, GenerateParams, Generation,
-    LoadOptions, Model, Tokenizer, TokenizerFormat,
+    LoadOptions, Model, TokenLogprob, Tokenizer, TokenizerFormat,
 };
 
 #[derive(Parser)]
@@ -81,6 +81,24 @@ enum Command {
         show_prompt: bool,
         /// The question (interactive loop when absent and stdin is a terminal; else stdin).
         question: Option<String>,
+    },
+    /// Print the log-probability of each token of a continuation after a prompt, as JSON
+    /// (the model's own distribution; the sum is the continuation's log-probability).
+    Score {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The prompt (BOS etc. added as the tokenizer's configuration says, unless --no-bos).
+        #[arg(long)]
+        prompt: String,
+        /// The continuation to score (tokenized on its own, nothing added).
+        #[arg(long)]
+        continuation: String,
+        /// Also list the N most likely tokens at each position (at most 20).
+        #[arg(long, default_value_t = 0)]
+        top: usize,
+        /// Do not add BOS to the prompt.
+        #[arg(long)]
+        no_bos: bool,
     },
     /// Describe a model: tokenizer, special tokens, ONNX inputs/outputs, KV layout, runtime.
     Info {
@@ -171,6 +189,10 @@ struct GenerationArgs {
     /// Keep generating past EOS.
     #[arg(long)]
     ignore_eos: bool,
+    /// Print one JSON object instead of streaming text: the text, finish reason and each
+    /// token's log-probability with the N most likely alternatives (0 to 20).
+    #[arg(long, value_name = "N")]
+    logprobs: Option<usize>,
 }
 
 fn parse_format(s: &str) -> Result<TokenizerFormat, String> {
@@ -196,9 +218,56 @@ impl GenerationArgs {
             seed: self.seed,
             stop_strings: self.stop_strings.clone(),
             ignore_eos: self.ignore_eos,
+            logprobs: self.logprobs.is_some(),
+            top_logprobs: self.logprobs.unwrap_or(0),
             ..Default::default()
         }
     }
+}
+
+/// A token's JSON: id, its text on its own (lossy where it is part of a character) and
+/// log-probability, and the alternatives.
+fn logprob_json(tokenizer: &Tokenizer, t: &TokenLogprob) -> serde_json::Value {
+    let text = |id: u32| tokenizer.decode(&[id], false).unwrap_or_default();
+    serde_json::json!({
+        "id": t.id,
+        "text": text(t.id),
+        "logprob": t.logprob,
+        "top": t.top.iter().map(|a| serde_json::json!({
+            "id": a.id,
+            "text": text(a.id),
+            "logprob": a.logprob,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A generation as JSON (`--logprobs`).
+fn generation_json(tokenizer: &Tokenizer, g: &Generation) -> serde_json::Value {
+    serde_json::json!({
+        "text": g.text,
+        "finish_reason": format!("{:?}", g.stats.finish_reason),
+        "prompt_tokens": g.stats.prompt_tokens,
+        "tokens": g.logprobs.iter().map(|t| logprob_json(tokenizer, t)).collect::<Vec<_>>(),
+    })
+}
+
+/// Generates, streaming the text to stdout, or (with `--logprobs`) printing one JSON object.
+fn generate_and_print(
+    model: &Model,
+    params: &GenerateParams,
+    run: impl FnOnce(&mut dyn FnMut(&str) -> Flow) -> sphana_llm::Result<Generation>,
+) -> CliResult<Generation> {
+    let result = if params.logprobs {
+        let result = run(&mut |_| Flow::Continue).map_err(|e| e.to_string())?;
+        println!("{}", generation_json(model.tokenizer(), &result));
+        result
+    } else {
+        let result = run(&mut stream_to_stdout()).map_err(|e| e.to_string())?;
+        println!();
+        result
+    };
+    print_stats(&result);
+    Ok(result)
 }
 
 type CliResult<T> = Result<T, String>;
@@ -361,11 +430,9 @@ fn run(cli: Cli) -> CliResult<()> {
                 add_special: !no_bos,
                 ..generation.params()
             };
-            let result = model
-                .generate(&prompt, &params, &mut stream_to_stdout())
-                .map_err(|e| e.to_string())?;
-            println!();
-            print_stats(&result);
+            generate_and_print(&model, &params, |on_text| {
+                model.generate(&prompt, &params, on_text)
+            })?;
         }
         Command::Chat {
             model,
@@ -389,16 +456,9 @@ fn run(cli: Cli) -> CliResult<()> {
                         .map_err(|e| e.to_string())?;
                     eprintln!("{prompt}");
                 }
-                let result = model
-                    .generate_chat(
-                        messages,
-                        &ChatOptions::default(),
-                        &params,
-                        &mut stream_to_stdout(),
-                    )
-                    .map_err(|e| e.to_string())?;
-                println!();
-                print_stats(&result);
+                let result = generate_and_print(&model, &params, |on_text| {
+                    model.generate_chat(messages, &ChatOptions::default(), &params, on_text)
+                })?;
                 messages.push(ChatMessage::new("assistant", result.text));
                 Ok(())
             };
@@ -424,6 +484,41 @@ fn run(cli: Cli) -> CliResult<()> {
                 };
                 ask(&mut messages, question)?;
             }
+        }
+        Command::Score {
+            model,
+            prompt,
+            continuation,
+            top,
+            no_bos,
+        } => {
+            let model = load(&model)?;
+            let tokenize = |text: &str, add_special: bool| {
+                model
+                    .tokenize(
+                        text,
+                        EncodeOptions {
+                            add_special,
+                            parse_special: false,
+                        },
+                    )
+                    .map_err(|e| e.to_string())
+            };
+            let prompt_ids = tokenize(&prompt, !no_bos)?;
+            let continuation_ids = tokenize(&continuation, false)?;
+            let scored = model
+                .score(&prompt_ids, &continuation_ids, top)
+                .map_err(|e| e.to_string())?;
+            let total: f64 = scored.iter().map(|t| f64::from(t.logprob)).sum();
+            let json = serde_json::json!({
+                "prompt_tokens": prompt_ids.len(),
+                "logprob": total,
+                "tokens": scored
+                    .iter()
+                    .map(|t| logprob_json(model.tokenizer(), t))
+                    .collect::<Vec<_>>(),
+            });
+            println!("{json}");
         }
         Command::Info { model } => {
             let model = load(&model)?;

@@ -450,7 +450,7 @@ impl Engine {
                     .into(),
             ));
         }
-        self.push_logits_to_keep(&mut feeds)?;
+        self.push_logits_to_keep(&mut feeds, 1)?;
         self.push_past(&mut feeds, kv)?;
         let (logits_value, present, run_time) = self.run_session(feeds)?;
         let mut logits = Vec::with_capacity(rows);
@@ -610,6 +610,47 @@ impl Engine {
     /// logits in the sequence and the updated cache in place. On error the sequence
     /// must not be used again.
     pub fn forward(&self, sequence: &mut Sequence, new_ids: &[u32]) -> Result<()> {
+        let logits = self.run_forward(sequence, new_ids, 1)?;
+        // Batch of one: row 0's last position.
+        self.read_logits(&logits, 0, &mut sequence.logits)
+    }
+
+    /// Like [`Engine::forward`], and also writes the logits of the last `keep` positions of
+    /// `new_ids` (`1..=new_ids.len()`) to `out`, `keep × vocab` floats in position order; the
+    /// graph computes the head for those positions only when it takes `num_logits_to_keep`.
+    /// Returns the vocabulary width.
+    pub fn forward_keeping(
+        &self,
+        sequence: &mut Sequence,
+        new_ids: &[u32],
+        keep: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<usize> {
+        if keep == 0 || keep > new_ids.len() {
+            return Err(Error::InvalidArgument(format!(
+                "cannot keep the logits of {keep} of {} new positions",
+                new_ids.len()
+            )));
+        }
+        let logits = self.run_forward(sequence, new_ids, keep)?;
+        self.read_logits(&logits, 0, &mut sequence.logits)?;
+        let vocab = self::logits::row_last_logits(&logits, 0, keep, out)?;
+        match self.layout.logits_vocab {
+            Some(expected) if vocab != expected => Err(Error::Runtime(format!(
+                "logits have width {vocab}, the graph declares {expected}"
+            ))),
+            _ => Ok(vocab),
+        }
+    }
+
+    /// One run of `new_ids` on `sequence` asking for `keep` positions' logits; returns the
+    /// logits output and leaves the updated cache in the sequence.
+    fn run_forward(
+        &self,
+        sequence: &mut Sequence,
+        new_ids: &[u32],
+        keep: usize,
+    ) -> Result<DynValue> {
         if new_ids.is_empty() {
             return Err(Error::InvalidArgument(
                 "a step needs at least one token".into(),
@@ -665,7 +706,7 @@ impl Engine {
                     .into(),
             ));
         }
-        self.push_logits_to_keep(&mut inputs)?;
+        self.push_logits_to_keep(&mut inputs, keep)?;
         if cached {
             let past = if past_len == 0 {
                 self.empty_past()?
@@ -677,23 +718,22 @@ impl Engine {
 
         let (logits, present, run_time) = self.run_session(inputs)?;
         sequence.run_time += run_time;
-        // Batch of one: row 0's last position.
-        self.read_logits(&logits, 0, &mut sequence.logits)?;
         if cached {
             sequence.past = present;
         }
         sequence.past_len = total;
-        Ok(())
+        Ok(logits)
     }
 
-    /// Appends the scalar that asks for the last position's logits only, when the graph
-    /// takes one (see [`logits_rewrite`]).
+    /// Appends the scalar that asks for the last `keep` positions' logits only, when the
+    /// graph takes one (see [`logits_rewrite`]).
     fn push_logits_to_keep<'a>(
         &self,
         feeds: &mut Vec<(Cow<'a, str>, SessionInputValue<'a>)>,
+        keep: usize,
     ) -> Result<()> {
         if let Some(name) = &self.layout.logits_to_keep_input {
-            let one = Tensor::from_array((Vec::<usize>::new(), vec![1i64]))
+            let one = Tensor::from_array((Vec::<usize>::new(), vec![keep as i64]))
                 .map_err(ort_error("creating input tensors"))?;
             feeds.push((name.clone().into(), one.into()));
         }

@@ -76,7 +76,30 @@ pub struct SphanaLlmGenerateParams {
     pub out_token_ids: *mut i32,
     /// Capacity of `out_token_ids`.
     pub out_token_ids_capacity: usize,
+    /// Optional buffer for each generated token's log-probability (NULL: not wanted): the
+    /// natural log of its probability under the model at its position — the log-softmax of
+    /// the raw logits, before temperature, penalties, top-k/p and min-p, so the same for
+    /// greedy and sampled generation and equal to what `sphana_llm_score` gives for the same
+    /// ids. The first `out_logprobs_capacity` tokens are written. (Added after the third
+    /// release, with the fields up to `top_logprobs`.)
+    pub out_logprobs: *mut f32,
+    /// With `top_logprobs` > 0: room for `out_logprobs_capacity × top_logprobs` ids; token
+    /// `i`'s most likely alternatives go to `[i × top_logprobs, (i + 1) × top_logprobs)`,
+    /// most likely first (ties: lower id first); slots beyond the tokenizer's vocabulary get
+    /// -1. May be NULL when `top_logprobs` is 0.
+    pub out_top_logprob_ids: *mut i32,
+    /// With `top_logprobs` > 0: their log-probabilities, laid out as `out_top_logprob_ids`
+    /// (-infinity in unused slots). May be NULL when `top_logprobs` is 0.
+    pub out_top_logprobs: *mut f32,
+    /// Tokens the log-probability buffers hold room for.
+    pub out_logprobs_capacity: usize,
+    /// Alternatives per token, 0 (default) to `SPHANA_LLM_MAX_TOP_LOGPROBS`.
+    pub top_logprobs: u32,
 }
+
+/// Most alternatives per token (`SphanaLlmGenerateParams.top_logprobs`, `sphana_llm_score`).
+pub const SPHANA_LLM_MAX_TOP_LOGPROBS: u32 = 20;
+const _: () = assert!(SPHANA_LLM_MAX_TOP_LOGPROBS as usize == crate::generation::MAX_TOP_LOGPROBS);
 
 /// Figures of one generation, written to the caller's struct (set `struct_size` first;
 /// only the fields that fit in it are written).
@@ -132,7 +155,7 @@ pub unsafe extern "C" fn sphana_llm_generate_params_init(
                 struct_size,
                 "SphanaLlmGenerateParams",
                 sphana_llm_generate_params_default(),
-                &[],
+                &generate_params_older_sizes(),
             )
         }
     })
@@ -161,7 +184,17 @@ pub extern "C" fn sphana_llm_generate_params_default() -> SphanaLlmGenerateParam
         cancel: std::ptr::null(),
         out_token_ids: std::ptr::null_mut(),
         out_token_ids_capacity: 0,
+        out_logprobs: std::ptr::null_mut(),
+        out_top_logprob_ids: std::ptr::null_mut(),
+        out_top_logprobs: std::ptr::null_mut(),
+        out_logprobs_capacity: 0,
+        top_logprobs: 0,
     }
+}
+
+/// Layouts of `SphanaLlmGenerateParams` before this one (its size then).
+pub(crate) fn generate_params_older_sizes() -> [usize; 1] {
+    [std::mem::offset_of!(SphanaLlmGenerateParams, out_logprobs)]
 }
 
 /// Creates a cancellation flag. Free it with `sphana_llm_cancellation_free` (a generation
@@ -199,6 +232,67 @@ pub extern "C" fn sphana_llm_cancellation_free(cancel: *mut SphanaLlmCancellatio
 struct CallOutputs {
     token_ids: *mut i32,
     token_ids_capacity: usize,
+    logprobs: LogprobOutputs,
+}
+
+/// Caller buffers for log-probabilities: `capacity` tokens, `top` alternatives each.
+struct LogprobOutputs {
+    logprobs: *mut f32,
+    top_ids: *mut i32,
+    top_logprobs: *mut f32,
+    capacity: usize,
+    top: usize,
+}
+
+impl LogprobOutputs {
+    const NONE: LogprobOutputs = LogprobOutputs {
+        logprobs: std::ptr::null_mut(),
+        top_ids: std::ptr::null_mut(),
+        top_logprobs: std::ptr::null_mut(),
+        capacity: 0,
+        top: 0,
+    };
+
+    /// Checks the buffers against their documented contract.
+    fn check(&self) -> Result<()> {
+        crate::generation::logprobs::check_top(self.top)?;
+        if self.capacity != 0 && self.logprobs.is_null() && self.top == 0 {
+            return Err(Error::InvalidArgument(
+                "out_logprobs is NULL and top_logprobs is 0, but out_logprobs_capacity is not 0"
+                    .into(),
+            ));
+        }
+        if self.top > 0 && self.capacity > 0 {
+            non_null(self.top_ids, "out_top_logprob_ids")?;
+            non_null(self.top_logprobs, "out_top_logprobs")?;
+        }
+        Ok(())
+    }
+
+    /// Writes the first `capacity` tokens' figures.
+    ///
+    /// # Safety
+    /// The buffers hold what [`LogprobOutputs::check`] accepted.
+    unsafe fn write(&self, tokens: &[crate::generation::TokenLogprob]) {
+        for (i, t) in tokens.iter().take(self.capacity).enumerate() {
+            if !self.logprobs.is_null() {
+                // SAFETY: room for `capacity` floats.
+                unsafe { self.logprobs.add(i).write(t.logprob) };
+            }
+            for slot in 0..self.top {
+                let (id, logprob) = t
+                    .top
+                    .get(slot)
+                    .map_or((-1, f32::NEG_INFINITY), |a| (a.id as i32, a.logprob));
+                let at = i * self.top + slot;
+                // SAFETY: room for `capacity × top` of each.
+                unsafe {
+                    self.top_ids.add(at).write(id);
+                    self.top_logprobs.add(at).write(logprob);
+                }
+            }
+        }
+    }
 }
 
 /// # Safety
@@ -212,6 +306,7 @@ unsafe fn params_from_c(
             CallOutputs {
                 token_ids: std::ptr::null_mut(),
                 token_ids_capacity: 0,
+                logprobs: LogprobOutputs::NONE,
             },
         ));
     }
@@ -221,7 +316,7 @@ unsafe fn params_from_c(
             params,
             "SphanaLlmGenerateParams",
             sphana_llm_generate_params_default(),
-            &[],
+            &generate_params_older_sizes(),
         )
     }?;
     if p.out_token_ids.is_null() && p.out_token_ids_capacity != 0 {
@@ -266,7 +361,17 @@ unsafe fn params_from_c(
     } else {
         Some((*CANCELLATIONS.get(p.cancel as usize)?).clone())
     };
+    let logprobs = LogprobOutputs {
+        logprobs: p.out_logprobs,
+        top_ids: p.out_top_logprob_ids,
+        top_logprobs: p.out_top_logprobs,
+        capacity: p.out_logprobs_capacity,
+        top: p.top_logprobs as usize,
+    };
+    logprobs.check()?;
     let params = GenerateParams {
+        logprobs: !logprobs.logprobs.is_null() || logprobs.top > 0,
+        top_logprobs: logprobs.top,
         max_new_tokens: p.max_new_tokens as usize,
         temperature: p.temperature,
         top_k: p.top_k as usize,
@@ -286,6 +391,7 @@ unsafe fn params_from_c(
         CallOutputs {
             token_ids: p.out_token_ids,
             token_ids_capacity: p.out_token_ids_capacity,
+            logprobs,
         },
     ))
 }
@@ -365,6 +471,8 @@ pub(crate) unsafe fn run_generation(
             unsafe { outputs.token_ids.add(i).write(id as i32) };
         }
     }
+    // SAFETY: checked by params_from_c.
+    unsafe { outputs.logprobs.write(&generation.logprobs) };
     if !out_text.is_null() {
         let text = malloc_string(&generation.text)?;
         // SAFETY: non-NULL out-pointer.
@@ -480,6 +588,59 @@ pub unsafe extern "C" fn sphana_llm_generate_from_ids(
                 },
             )
         }
+    })
+}
+
+/// Scores a given continuation: writes the log-probability of each of the
+/// `continuation_count` ids after the `prompt_count` prompt ids (and the continuation ids
+/// before it) — the same figures a generation of those ids reports in
+/// `SphanaLlmGenerateParams.out_logprobs` — computed in one run over the continuation
+/// (after a prefill of the prompt, which uses the prefix cache if it is on). For
+/// groundedness checks and reranking: the sum is the log-probability of the whole
+/// continuation. Nothing is added to either id list.
+///
+/// `out_logprobs`: room for `continuation_count` floats. `top_logprobs`: alternatives per
+/// position (0 to `SPHANA_LLM_MAX_TOP_LOGPROBS`); when it is > 0, `out_top_logprob_ids` and
+/// `out_top_logprobs` each hold room for `continuation_count × top_logprobs` values, laid
+/// out as in `SphanaLlmGenerateParams` (may be NULL when it is 0). The buffers are written
+/// only on success.
+///
+/// Returns `SPHANA_LLM_OK`; `SPHANA_LLM_ERR_INVALID_ARGUMENT` (bad handle, NULL buffer, an
+/// empty prompt or continuation, `top_logprobs` too large); `SPHANA_LLM_ERR_INVALID_TOKEN_ID`;
+/// `SPHANA_LLM_ERR_CONTEXT_OVERFLOW`; `SPHANA_LLM_ERR_KV_MEMORY`; `SPHANA_LLM_ERR_UNSUPPORTED`
+/// (tokenizer-only model); `SPHANA_LLM_ERR_RUNTIME`. Thread-safe, like generation.
+#[no_mangle]
+pub unsafe extern "C" fn sphana_llm_score(
+    model: *const SphanaLlmModel,
+    prompt_ids: *const i32,
+    prompt_count: usize,
+    continuation_ids: *const i32,
+    continuation_count: usize,
+    top_logprobs: u32,
+    out_logprobs: *mut f32,
+    out_top_logprob_ids: *mut i32,
+    out_top_logprobs: *mut f32,
+) -> i32 {
+    guard(|| {
+        let model = model_arg(model)?;
+        non_null(out_logprobs, "out_logprobs")?;
+        let outputs = LogprobOutputs {
+            logprobs: out_logprobs,
+            top_ids: out_top_logprob_ids,
+            top_logprobs: out_top_logprobs,
+            capacity: continuation_count,
+            top: top_logprobs as usize,
+        };
+        outputs.check()?;
+        let vocab = model.tokenizer().vocab_size();
+        // SAFETY: caller contract for the id arrays.
+        let prompt = unsafe { ids_arg(prompt_ids, prompt_count, vocab) }?;
+        // SAFETY: as above.
+        let continuation = unsafe { ids_arg(continuation_ids, continuation_count, vocab) }?;
+        let scored = model.score(&prompt, &continuation, outputs.top)?;
+        // SAFETY: checked above; room for `continuation_count` tokens.
+        unsafe { outputs.write(&scored) };
+        Ok(())
     })
 }
 

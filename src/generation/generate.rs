@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use super::logprobs::token_logprob;
 use super::sampling::Sampler;
 use super::stopping::StopStrings;
 use super::{FinishReason, Flow, GenerateParams, GenerateStats, Generation};
@@ -55,6 +56,10 @@ pub fn generate(
     let mut history: Vec<u32> = prompt_ids.to_vec();
     let mut text = String::new();
     let mut sequence = engine.new_sequence();
+    let want_logprobs = params.logprobs || params.top_logprobs > 0;
+    let mut logprobs = Vec::new();
+    // The step's raw logits, kept for the log-probabilities (sampling edits its buffer).
+    let mut raw = Vec::new();
     let cancelled = || params.cancel.as_ref().is_some_and(|c| c.is_cancelled());
 
     let mut emit = |chunk: &str, text: &mut String| -> Flow {
@@ -84,12 +89,19 @@ pub fn generate(
             finish = Some(FinishReason::Cancelled);
             break;
         }
+        if want_logprobs {
+            raw.clear();
+            raw.extend_from_slice(sequence.logits());
+        }
         let id = sampler.sample(sequence.logits_mut(), &history);
         if !params.ignore_eos && tokenizer.eos_ids().contains(&id) {
             finish = Some(FinishReason::Eos);
             break;
         }
         history.push(id);
+        if want_logprobs {
+            logprobs.push(token_logprob(&raw, id, params.top_logprobs, embeddable));
+        }
         let generated = history.len() - prompt_ids.len();
         let piece = decoder.push(id)?;
         let step = stops.push(&piece);
@@ -122,6 +134,7 @@ pub fn generate(
     Ok(Generation {
         text,
         token_ids: history[prompt_ids.len()..].to_vec(),
+        logprobs,
         stats: GenerateStats {
             prompt_tokens: prompt_ids.len(),
             generated_tokens: history.len() - prompt_ids.len(),

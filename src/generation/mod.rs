@@ -2,11 +2,17 @@
 //!
 //! * [`sampling`] — choosing the next token;
 //! * [`stopping`] — stop strings across token boundaries;
-//! * [`generate`] — the loop: prefill, decode steps, streaming text, finish reasons.
+//! * [`generate`] — the loop: prefill, decode steps, streaming text, finish reasons;
+//! * [`logprobs`] — the model's log-probabilities of tokens;
+//! * [`score`] — log-probabilities of a given continuation in one run.
 
 pub mod generate;
+pub mod logprobs;
 pub mod sampling;
+pub mod score;
 pub mod stopping;
+
+pub use logprobs::{TokenLogprob, TopLogprob, MAX_TOP_LOGPROBS};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -41,6 +47,12 @@ pub struct GenerateParams {
     pub ignore_eos: bool,
     /// Cancels the generation from another thread.
     pub cancel: Option<CancelToken>,
+    /// Report each generated token's log-probability ([`Generation::logprobs`]): the
+    /// model's own distribution, before temperature and penalties ([`logprobs`]).
+    pub logprobs: bool,
+    /// Also report the most likely alternatives at each position, at most
+    /// [`MAX_TOP_LOGPROBS`]; more than 0 turns `logprobs` on.
+    pub top_logprobs: usize,
 }
 
 impl Default for GenerateParams {
@@ -58,6 +70,8 @@ impl Default for GenerateParams {
             add_special: true,
             ignore_eos: false,
             cancel: None,
+            logprobs: false,
+            top_logprobs: 0,
         }
     }
 }
@@ -89,6 +103,7 @@ impl GenerateParams {
                 self.repetition_penalty
             ));
         }
+        logprobs::check_top(self.top_logprobs)?;
         if self.stop_strings.len() > MAX_STOP_STRINGS {
             return bad(format!(
                 "at most {MAX_STOP_STRINGS} stop strings (got {})",
@@ -155,6 +170,9 @@ pub struct Generation {
     pub text: String,
     /// The generated ids (the EOS that ended generation not included).
     pub token_ids: Vec<u32>,
+    /// One per generated id when [`GenerateParams::logprobs`] (or `top_logprobs`) asked for
+    /// them, else empty.
+    pub logprobs: Vec<TokenLogprob>,
     /// Figures.
     pub stats: GenerateStats,
 }
