@@ -93,7 +93,8 @@ const SECTIONS: &[(&str, &str, &[&str])] = &[
     (
         "Generating",
         "Text generation with a KV cache: parameters, streaming through a callback, stop\n\
-         conditions, statistics, log-probabilities, scoring a given continuation,\n\
+         conditions, speculative decoding by prompt lookup, statistics, log-probabilities,\n\
+         scoring a given continuation,\n\
          cancellation from another thread.",
         &[
             "SphanaLlmCancellation",
@@ -104,6 +105,9 @@ const SECTIONS: &[(&str, &str, &[&str])] = &[
             "SPHANA_LLM_FINISH_*",
             "SphanaLlmGenerateStats",
             "SPHANA_LLM_MAX_TOP_LOGPROBS",
+            "SPHANA_LLM_DEFAULT_PROMPT_LOOKUP_TOKENS",
+            "SPHANA_LLM_MAX_PROMPT_LOOKUP_TOKENS",
+            "SPHANA_LLM_MAX_PROMPT_LOOKUP_NGRAM",
             "sphana_llm_generate",
             "sphana_llm_generate_from_ids",
             "sphana_llm_score",

@@ -807,7 +807,8 @@ void sphana_llm_stream_decoder_free(struct SphanaLlmStreamDecoder *decoder);
  * 6. Generating
  *
  * Text generation with a KV cache: parameters, streaming through a callback, stop
- * conditions, statistics, log-probabilities, scoring a given continuation,
+ * conditions, speculative decoding by prompt lookup, statistics, log-probabilities,
+ * scoring a given continuation,
  * cancellation from another thread.
  * -------------------------------------------------------------------------------------- */
 
@@ -920,6 +921,27 @@ typedef struct SphanaLlmGenerateParams {
    * Alternatives per token, 0 (default) to `SPHANA_LLM_MAX_TOP_LOGPROBS`.
    */
   uint32_t top_logprobs;
+  /**
+   * Speculative decoding by prompt lookup: at most this many tokens per step are drafted
+   * from an earlier occurrence of the text's latest n-gram in the prompt or the answer
+   * and verified in one model run; 0 turns it off, at most
+   * `SPHANA_LLM_MAX_PROMPT_LOOKUP_TOKENS`; default `SPHANA_LLM_DEFAULT_PROMPT_LOOKUP_TOKENS`.
+   * The output stays the one without it: the same ids for greedy decoding on float
+   * models, and for sampling the same ids for the same seed (every position is sampled
+   * from the model's distribution in order; a draft token is kept only when it equals
+   * that sample). INT8 models quantized with `DynamicQuantizeLinear` pick one activation
+   * scale per run, so their logits (and rarely their ids) differ slightly from one-token
+   * steps. Drafts are verified only while no other generation on the handle is decoding
+   * (batched steps take one token each). `SphanaLlmGenerateStats.draft_tokens` and
+   * `accepted_draft_tokens` tell how it went. (Added after the fourth release, with
+   * `prompt_lookup_ngram`.)
+   */
+  size_t prompt_lookup_tokens;
+  /**
+   * Longest n-gram prompt lookup matches, 1 to `SPHANA_LLM_MAX_PROMPT_LOOKUP_NGRAM`
+   * (default 3).
+   */
+  size_t prompt_lookup_ngram;
 } SphanaLlmGenerateParams;
 
 /**
@@ -1022,12 +1044,36 @@ typedef struct SphanaLlmGenerateStats {
    * after the third release.)
    */
   size_t cached_tokens;
+  /**
+   * Tokens drafted by prompt lookup (`SphanaLlmGenerateParams.prompt_lookup_tokens`).
+   * (Added after the fourth release, with `accepted_draft_tokens`.)
+   */
+  size_t draft_tokens;
+  /**
+   * Drafted tokens that were accepted; each saved one decode step.
+   */
+  size_t accepted_draft_tokens;
 } SphanaLlmGenerateStats;
 
 /**
  * Most alternatives per token (`SphanaLlmGenerateParams.top_logprobs`, `sphana_llm_score`).
  */
 #define SPHANA_LLM_MAX_TOP_LOGPROBS 20
+
+/**
+ * Default of `SphanaLlmGenerateParams.prompt_lookup_tokens` (0: off).
+ */
+#define SPHANA_LLM_DEFAULT_PROMPT_LOOKUP_TOKENS 0
+
+/**
+ * Most tokens `SphanaLlmGenerateParams.prompt_lookup_tokens` may ask for.
+ */
+#define SPHANA_LLM_MAX_PROMPT_LOOKUP_TOKENS 64
+
+/**
+ * Longest n-gram `SphanaLlmGenerateParams.prompt_lookup_ngram` may ask for.
+ */
+#define SPHANA_LLM_MAX_PROMPT_LOOKUP_NGRAM 16
 
 /**
  * Generates a continuation of a UTF-8 text prompt.

@@ -779,6 +779,8 @@ fn cases(fx: &Fixture) -> Vec<Case<'_>> {
                         text_len: 777,
                         batched_steps: 555,
                         cached_tokens: 444,
+                        draft_tokens: 333,
+                        accepted_draft_tokens: 222,
                     },
                 };
                 let status = unsafe {
@@ -809,7 +811,9 @@ fn cases(fx: &Fixture) -> Vec<Case<'_>> {
                             && s.stats.prefill_ms == -1.0
                             && s.stats.text_len == 777
                             && s.stats.batched_steps == 555
-                            && s.stats.cached_tokens == 444,
+                            && s.stats.cached_tokens == 444
+                            && s.stats.draft_tokens == 333
+                            && s.stats.accepted_draft_tokens == 222,
                         || "wrote past struct_size 16".to_owned(),
                     )
             },

@@ -193,6 +193,12 @@ struct GenerationArgs {
     /// token's log-probability with the N most likely alternatives (0 to 20).
     #[arg(long, value_name = "N")]
     logprobs: Option<usize>,
+    /// Speculative decoding by prompt lookup: draft at most N tokens per step (0: off).
+    #[arg(long, value_name = "N", default_value_t = sphana_llm::generation::DEFAULT_PROMPT_LOOKUP_TOKENS)]
+    prompt_lookup: usize,
+    /// Longest n-gram prompt lookup matches.
+    #[arg(long, value_name = "N", default_value_t = sphana_llm::generation::prompt_lookup::DEFAULT_PROMPT_LOOKUP_NGRAM)]
+    prompt_lookup_ngram: usize,
 }
 
 fn parse_format(s: &str) -> Result<TokenizerFormat, String> {
@@ -220,6 +226,8 @@ impl GenerationArgs {
             ignore_eos: self.ignore_eos,
             logprobs: self.logprobs.is_some(),
             top_logprobs: self.logprobs.unwrap_or(0),
+            prompt_lookup_tokens: self.prompt_lookup,
+            prompt_lookup_ngram: self.prompt_lookup_ngram,
             ..Default::default()
         }
     }
@@ -348,8 +356,15 @@ fn print_stats(result: &Generation) {
         0 => String::new(),
         n => format!("; {n} prompt tokens from the prefix cache"),
     };
+    let drafts = match s.draft_tokens {
+        0 => String::new(),
+        n => format!(
+            "; {} of {n} drafted tokens accepted",
+            s.accepted_draft_tokens
+        ),
+    };
     eprintln!(
-        "[{} prompt tokens, {} generated, finish: {:?}; prefill {:.0} ms ({:.1} tok/s), {decode}{cached}]",
+        "[{} prompt tokens, {} generated, finish: {:?}; prefill {:.0} ms ({:.1} tok/s), {decode}{cached}{drafts}]",
         s.prompt_tokens,
         s.generated_tokens,
         s.finish_reason,

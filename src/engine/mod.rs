@@ -140,6 +140,39 @@ pub const DEFAULT_PREFILL_CHUNK_TOKENS: usize = 256;
 /// measurement, BENCHMARKS.md).
 pub const PREFILL_CHUNK_TOKENS_WHILE_DECODING: usize = 64;
 
+/// Most holes (discarded draft positions, masked out) a sequence's KV cache keeps before
+/// they are compacted away with one copy (chosen by measurement, BENCHMARKS.md).
+pub const MAX_KV_HOLES: usize = 64;
+
+/// The positions `runs` (start, length) of every head of a `[1, heads, width, dim]` cache
+/// tensor, `kept` positions in all, as a `[1, heads, kept, dim]` buffer.
+fn kv_keep_runs<T: Copy>(
+    data: &[T],
+    heads: usize,
+    width: usize,
+    dim: usize,
+    runs: &[(usize, usize)],
+    kept: usize,
+) -> Result<Vec<T>> {
+    if data.len() != heads * width * dim
+        || runs.iter().map(|r| r.1).sum::<usize>() != kept
+        || runs.iter().any(|&(s, l)| s + l > width)
+    {
+        return Err(Error::Internal(format!(
+            "a KV cache of {} elements is not [1, {heads}, {width}, {dim}] with {kept} positions kept",
+            data.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(heads * kept * dim);
+    for head in 0..heads {
+        let base = head * width * dim;
+        for &(start, len) in runs {
+            out.extend_from_slice(&data[base + start * dim..base + (start + len) * dim]);
+        }
+    }
+    Ok(out)
+}
+
 /// A loaded decoder.
 pub struct Engine {
     pool: Pool<Session>,
@@ -173,8 +206,13 @@ pub(crate) struct BatchOutput {
 pub struct Sequence {
     /// `present` tensors of the last step, fed back as `past` (key, value per layer).
     past: Vec<DynValue>,
-    /// Tokens already in the cache.
+    /// Positions in the cache, holes included.
     past_len: usize,
+    /// Per cache position, 1 if it is part of the sequence and 0 for a hole (a discarded
+    /// draft position, masked out); empty when there are no holes.
+    mask: Vec<i64>,
+    /// Zeros in `mask`.
+    holes: usize,
     /// Every id fed so far (used by models without a KV cache).
     all_ids: Vec<i64>,
     /// Logits of the last position of the last step.
@@ -186,14 +224,14 @@ pub struct Sequence {
 }
 
 impl Sequence {
-    /// Tokens the model has seen so far.
+    /// Tokens the model has seen so far (discarded positions not counted).
     pub fn len(&self) -> usize {
-        self.past_len
+        self.past_len - self.holes
     }
 
     /// True before the first step.
     pub fn is_empty(&self) -> bool {
-        self.past_len == 0
+        self.len() == 0
     }
 
     /// The last position's logits from the latest step.
@@ -364,6 +402,8 @@ impl Engine {
         Sequence {
             past: Vec::new(),
             past_len: 0,
+            mask: Vec::new(),
+            holes: 0,
             all_ids: Vec::new(),
             logits: Vec::new(),
             run_time: Duration::ZERO,
@@ -661,10 +701,12 @@ impl Engine {
         let past_len = sequence.past_len;
         let new_len = new_ids.len();
         let total = past_len + new_len;
+        // Holes take no position: the new ids continue the sequence's own numbering.
+        let first = (past_len - sequence.holes) as i64;
         let (input_ids, positions): (Vec<i64>, Vec<i64>) = if cached {
             (
                 new_ids.iter().map(|&id| i64::from(id)).collect(),
-                (past_len as i64..total as i64).collect(),
+                (first..first + new_len as i64).collect(),
             )
         } else {
             sequence
@@ -683,9 +725,17 @@ impl Engine {
                 .into(),
         ));
         if layout.has_attention_mask {
+            let mask = if sequence.mask.is_empty() {
+                vec![1i64; total]
+            } else {
+                let mut mask = Vec::with_capacity(total);
+                mask.extend_from_slice(&sequence.mask);
+                mask.resize(total, 1);
+                mask
+            };
             inputs.push((
                 "attention_mask".into(),
-                Tensor::from_array(([1usize, total], vec![1i64; total]))
+                Tensor::from_array(([1usize, total], mask))
                     .map_err(&tensor_error)?
                     .into(),
             ));
@@ -722,7 +772,96 @@ impl Engine {
             sequence.past = present;
         }
         sequence.past_len = total;
+        if !sequence.mask.is_empty() {
+            sequence.mask.resize(total, 1);
+        }
         Ok(logits)
+    }
+
+    /// Forgets the last `n` positions of `sequence` (rejected draft tokens), so that later
+    /// steps neither see nor number them. A model that takes an attention mask and position
+    /// ids gets holes (masked out, no copy) until [`MAX_KV_HOLES`] accumulate, then one
+    /// compaction; any other model's cache is truncated at once. On error the sequence
+    /// must not be used again.
+    pub fn discard_last(&self, sequence: &mut Sequence, n: usize) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        if n > sequence.len() {
+            return Err(Error::Internal(format!(
+                "cannot discard {n} of {} positions",
+                sequence.len()
+            )));
+        }
+        if !self.layout.has_kv_cache() {
+            sequence.past_len -= n;
+            sequence.all_ids.truncate(sequence.past_len);
+            return Ok(());
+        }
+        if sequence.mask.is_empty() {
+            sequence.mask = vec![1; sequence.past_len];
+        }
+        let mut left = n;
+        for slot in sequence.mask.iter_mut().rev() {
+            if left == 0 {
+                break;
+            }
+            if *slot == 1 {
+                *slot = 0;
+                left -= 1;
+            }
+        }
+        sequence.holes += n;
+        let maskable = self.layout.has_attention_mask && self.layout.has_position_ids;
+        if !maskable || sequence.holes >= MAX_KV_HOLES {
+            self.compact(sequence)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the holes of `sequence`'s cache (one copy of the positions kept); nothing to
+    /// do when it has none.
+    pub(crate) fn compact(&self, sequence: &mut Sequence) -> Result<()> {
+        if sequence.holes == 0 {
+            sequence.mask.clear();
+            return Ok(());
+        }
+        let kept = sequence.past_len - sequence.holes;
+        // Runs of kept positions: (start, length).
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for (p, &m) in sequence.mask.iter().enumerate() {
+            if m == 0 {
+                continue;
+            }
+            match runs.last_mut() {
+                Some((start, len)) if *start + *len == p => *len += 1,
+                _ => runs.push((p, 1)),
+            }
+        }
+        let (heads, dim) = (self.layout.kv_heads, self.layout.head_dim);
+        let width = sequence.past_len;
+        let fail = ort_error("compacting a KV cache");
+        let mut compacted = Vec::with_capacity(sequence.past.len());
+        for value in &sequence.past {
+            let shape = [1usize, heads, kept, dim];
+            compacted.push(match self.layout.kv_dtype {
+                layout::KvDtype::Float32 => {
+                    let (_, data) = value.try_extract_tensor::<f32>().map_err(&fail)?;
+                    let out = kv_keep_runs(data, heads, width, dim, &runs, kept)?;
+                    Tensor::from_array((shape, out)).map_err(&fail)?.into_dyn()
+                }
+                layout::KvDtype::Float16 => {
+                    let (_, data) = value.try_extract_tensor::<half::f16>().map_err(&fail)?;
+                    let out = kv_keep_runs(data, heads, width, dim, &runs, kept)?;
+                    Tensor::from_array((shape, out)).map_err(&fail)?.into_dyn()
+                }
+            });
+        }
+        sequence.past = compacted;
+        sequence.past_len = kept;
+        sequence.holes = 0;
+        sequence.mask.clear();
+        Ok(())
     }
 
     /// Appends the scalar that asks for the last `keep` positions' logits only, when the

@@ -95,7 +95,40 @@ pub struct SphanaLlmGenerateParams {
     pub out_logprobs_capacity: usize,
     /// Alternatives per token, 0 (default) to `SPHANA_LLM_MAX_TOP_LOGPROBS`.
     pub top_logprobs: u32,
+    /// Speculative decoding by prompt lookup: at most this many tokens per step are drafted
+    /// from an earlier occurrence of the text's latest n-gram in the prompt or the answer
+    /// and verified in one model run; 0 turns it off, at most
+    /// `SPHANA_LLM_MAX_PROMPT_LOOKUP_TOKENS`; default `SPHANA_LLM_DEFAULT_PROMPT_LOOKUP_TOKENS`.
+    /// The output stays the one without it: the same ids for greedy decoding on float
+    /// models, and for sampling the same ids for the same seed (every position is sampled
+    /// from the model's distribution in order; a draft token is kept only when it equals
+    /// that sample). INT8 models quantized with `DynamicQuantizeLinear` pick one activation
+    /// scale per run, so their logits (and rarely their ids) differ slightly from one-token
+    /// steps. Drafts are verified only while no other generation on the handle is decoding
+    /// (batched steps take one token each). `SphanaLlmGenerateStats.draft_tokens` and
+    /// `accepted_draft_tokens` tell how it went. (Added after the fourth release, with
+    /// `prompt_lookup_ngram`.)
+    pub prompt_lookup_tokens: usize,
+    /// Longest n-gram prompt lookup matches, 1 to `SPHANA_LLM_MAX_PROMPT_LOOKUP_NGRAM`
+    /// (default 3).
+    pub prompt_lookup_ngram: usize,
 }
+
+/// Default of `SphanaLlmGenerateParams.prompt_lookup_tokens` (0: off).
+pub const SPHANA_LLM_DEFAULT_PROMPT_LOOKUP_TOKENS: u32 = 0;
+/// Most tokens `SphanaLlmGenerateParams.prompt_lookup_tokens` may ask for.
+pub const SPHANA_LLM_MAX_PROMPT_LOOKUP_TOKENS: u32 = 64;
+/// Longest n-gram `SphanaLlmGenerateParams.prompt_lookup_ngram` may ask for.
+pub const SPHANA_LLM_MAX_PROMPT_LOOKUP_NGRAM: u32 = 16;
+const _: () = {
+    use crate::generation::prompt_lookup as lookup;
+    assert!(
+        SPHANA_LLM_DEFAULT_PROMPT_LOOKUP_TOKENS as usize
+            == crate::generation::DEFAULT_PROMPT_LOOKUP_TOKENS
+    );
+    assert!(SPHANA_LLM_MAX_PROMPT_LOOKUP_TOKENS as usize == lookup::MAX_PROMPT_LOOKUP_TOKENS);
+    assert!(SPHANA_LLM_MAX_PROMPT_LOOKUP_NGRAM as usize == lookup::MAX_PROMPT_LOOKUP_NGRAM);
+};
 
 /// Most alternatives per token (`SphanaLlmGenerateParams.top_logprobs`, `sphana_llm_score`).
 pub const SPHANA_LLM_MAX_TOP_LOGPROBS: u32 = 20;
@@ -133,6 +166,11 @@ pub struct SphanaLlmGenerateStats {
     /// prefill (see `SphanaLlmLoadOptions.prefix_cache_bytes`); 0 when it is off. (Added
     /// after the third release.)
     pub cached_tokens: usize,
+    /// Tokens drafted by prompt lookup (`SphanaLlmGenerateParams.prompt_lookup_tokens`).
+    /// (Added after the fourth release, with `accepted_draft_tokens`.)
+    pub draft_tokens: usize,
+    /// Drafted tokens that were accepted; each saved one decode step.
+    pub accepted_draft_tokens: usize,
 }
 
 static CANCELLATIONS: Lazy<Registry<CancelToken>> = Lazy::new(|| Registry::new("cancellation"));
@@ -189,12 +227,17 @@ pub extern "C" fn sphana_llm_generate_params_default() -> SphanaLlmGenerateParam
         out_top_logprobs: std::ptr::null_mut(),
         out_logprobs_capacity: 0,
         top_logprobs: 0,
+        prompt_lookup_tokens: d.prompt_lookup_tokens,
+        prompt_lookup_ngram: d.prompt_lookup_ngram,
     }
 }
 
 /// Layouts of `SphanaLlmGenerateParams` before this one (its size then).
-pub(crate) fn generate_params_older_sizes() -> [usize; 1] {
-    [std::mem::offset_of!(SphanaLlmGenerateParams, out_logprobs)]
+pub(crate) fn generate_params_older_sizes() -> [usize; 2] {
+    [
+        std::mem::offset_of!(SphanaLlmGenerateParams, out_logprobs),
+        std::mem::offset_of!(SphanaLlmGenerateParams, prompt_lookup_tokens),
+    ]
 }
 
 /// Creates a cancellation flag. Free it with `sphana_llm_cancellation_free` (a generation
@@ -384,6 +427,8 @@ unsafe fn params_from_c(
         add_special: p.add_special != 0,
         ignore_eos: p.ignore_eos != 0,
         cancel,
+        prompt_lookup_tokens: p.prompt_lookup_tokens,
+        prompt_lookup_ngram: p.prompt_lookup_ngram,
     };
     params.validate()?;
     Ok((
@@ -493,6 +538,8 @@ pub(crate) unsafe fn run_generation(
             text_len: generation.text.len(),
             batched_steps: s.batched_steps,
             cached_tokens: s.cached_tokens,
+            draft_tokens: s.draft_tokens,
+            accepted_draft_tokens: s.accepted_draft_tokens,
         };
         let bytes = (declared as usize).min(std::mem::size_of::<SphanaLlmGenerateStats>());
         // SAFETY: the caller's struct holds `declared` bytes; we copy at most that many.

@@ -1,13 +1,15 @@
-//! The generation loop: prefill the prompt, then one token per step until EOS, a stop
-//! string, the length limit, a full context, or cancellation.
+//! The generation loop: prefill the prompt, then one token per step (or, with prompt
+//! lookup, several drafted tokens verified in one run) until EOS, a stop string, the length
+//! limit, a full context, or cancellation.
 
 use std::time::Instant;
 
 use super::logprobs::token_logprob;
+use super::prompt_lookup::PromptLookup;
 use super::sampling::Sampler;
 use super::stopping::StopStrings;
 use super::{FinishReason, Flow, GenerateParams, GenerateStats, Generation};
-use crate::engine::Engine;
+use crate::engine::{Engine, MAX_KV_HOLES};
 use crate::error::{Error, Result};
 use crate::tokenizer::stream::StreamDecoder;
 use crate::tokenizer::Tokenizer;
@@ -46,13 +48,21 @@ pub fn generate(
     }
 
     // The worst case of this generation's KV cache, held until it ends (waits for room in
-    // the handle's budget, if it has one, before anything is allocated).
-    let positions = prompt_ids.len().saturating_add(params.max_new_tokens);
-    let _kv = engine.reserve_kv(context.map_or(positions, |c| positions.min(c)))?;
+    // the handle's budget, if it has one, before anything is allocated). Speculation may
+    // leave up to MAX_KV_HOLES discarded positions in it before they are compacted.
+    let mut positions = prompt_ids.len().saturating_add(params.max_new_tokens);
+    if let Some(c) = context {
+        positions = positions.min(c);
+    }
+    if params.prompt_lookup_tokens > 0 {
+        positions = positions.saturating_add(MAX_KV_HOLES);
+    }
+    let _kv = engine.reserve_kv(positions)?;
 
     let mut sampler = Sampler::new(params, embeddable);
     let mut decoder = StreamDecoder::new(std::sync::Arc::clone(tokenizer), true);
     let mut stops = StopStrings::new(&params.stop_strings);
+    let mut lookup = PromptLookup::new(params.prompt_lookup_tokens, params.prompt_lookup_ngram);
     let mut history: Vec<u32> = prompt_ids.to_vec();
     let mut text = String::new();
     let mut sequence = engine.new_sequence();
@@ -60,6 +70,11 @@ pub fn generate(
     let mut logprobs = Vec::new();
     // The step's raw logits, kept for the log-probabilities (sampling edits its buffer).
     let mut raw = Vec::new();
+    // The logits of every position of the last verification run, and its draft.
+    let mut verified: Vec<f32> = Vec::new();
+    let mut vocab = 0;
+    let mut draft: Vec<u32> = Vec::new();
+    let (mut drafted_total, mut accepted_total) = (0, 0);
     let cancelled = || params.cancel.as_ref().is_some_and(|c| c.is_cancelled());
 
     let mut emit = |chunk: &str, text: &mut String| -> Flow {
@@ -84,41 +99,91 @@ pub fn generate(
     // Later steps share `session.run` with other generations on this engine.
     let mut slot = engine.decode_slot();
 
+    // Each round reads the logits of the last run: one position after a plain step, or
+    // the fed token and every draft token after a verification run. Position i's sample
+    // is the next token; while it equals draft token i (already in the cache) the next
+    // position is read too, else the rest of the draft is discarded and the sample is fed.
     while finish.is_none() {
-        if cancelled() {
-            finish = Some(FinishReason::Cancelled);
+        let rows = draft.len() + 1;
+        let mut accepted = 0;
+        for i in 0..rows {
+            if cancelled() {
+                finish = Some(FinishReason::Cancelled);
+                break;
+            }
+            let row: &mut [f32] = if draft.is_empty() {
+                sequence.logits_mut()
+            } else {
+                &mut verified[i * vocab..(i + 1) * vocab]
+            };
+            if want_logprobs {
+                raw.clear();
+                raw.extend_from_slice(row);
+            }
+            let id = sampler.sample(row, &history);
+            if !params.ignore_eos && tokenizer.eos_ids().contains(&id) {
+                finish = Some(FinishReason::Eos);
+                break;
+            }
+            history.push(id);
+            let in_cache = draft.get(i) == Some(&id);
+            if in_cache {
+                accepted += 1;
+            }
+            if want_logprobs {
+                logprobs.push(token_logprob(&raw, id, params.top_logprobs, embeddable));
+            }
+            let generated = history.len() - prompt_ids.len();
+            let piece = decoder.push(id)?;
+            let step = stops.push(&piece);
+            if emit(&step.emit, &mut text) == Flow::Stop {
+                finish = Some(FinishReason::Cancelled);
+            } else if step.stopped {
+                finish = Some(FinishReason::StopString);
+            } else if generated >= params.max_new_tokens {
+                finish = Some(FinishReason::Length);
+            } else if context.is_some_and(|c| history.len() >= c) {
+                finish = Some(FinishReason::ContextFull);
+            }
+            if finish.is_some() || !in_cache {
+                break;
+            }
+        }
+        if !draft.is_empty() {
+            lookup.record(draft.len(), accepted);
+            drafted_total += draft.len();
+            accepted_total += accepted;
+            // The cache holds every draft token; keep the accepted ones.
+            engine.discard_last(&mut sequence, draft.len() - accepted)?;
+            draft.clear();
+        }
+        if finish.is_some() {
             break;
         }
-        if want_logprobs {
-            raw.clear();
-            raw.extend_from_slice(sequence.logits());
-        }
-        let id = sampler.sample(sequence.logits_mut(), &history);
-        if !params.ignore_eos && tokenizer.eos_ids().contains(&id) {
-            finish = Some(FinishReason::Eos);
-            break;
-        }
-        history.push(id);
-        if want_logprobs {
-            logprobs.push(token_logprob(&raw, id, params.top_logprobs, embeddable));
-        }
+        // The last token sampled is not in the cache yet: feed it, with a draft if there
+        // is one and no other generation is decoding (else a plain, batched step).
+        let next = *history.last().expect("a token was sampled");
         let generated = history.len() - prompt_ids.len();
-        let piece = decoder.push(id)?;
-        let step = stops.push(&piece);
-        if emit(&step.emit, &mut text) == Flow::Stop {
-            finish = Some(FinishReason::Cancelled);
-        } else if step.stopped {
-            finish = Some(FinishReason::StopString);
-        } else if generated >= params.max_new_tokens {
-            finish = Some(FinishReason::Length);
-        } else if context.is_some_and(|c| history.len() >= c) {
-            finish = Some(FinishReason::ContextFull);
-        } else {
-            slot.step(&mut sequence, id)?;
+        let mut room = params.max_new_tokens - generated;
+        if let Some(c) = context {
+            room = room.min(c.saturating_sub(history.len()));
         }
+        let proposal = lookup.draft(&history, room);
+        if !proposal.is_empty() {
+            let mut ids = Vec::with_capacity(proposal.len() + 1);
+            ids.push(next);
+            ids.extend_from_slice(&proposal);
+            if let Some(width) = slot.run_alone(&mut sequence, &ids, &mut verified)? {
+                vocab = width;
+                draft = proposal;
+                continue;
+            }
+        }
+        slot.step(&mut sequence, next)?;
     }
     // Keeps prompt + answer in the prefix cache (if on) for the next turn; leaves the batch.
-    slot.finish(&sequence, &history[..sequence.len().min(history.len())]);
+    let fed = sequence.len().min(history.len());
+    slot.finish(&mut sequence, &history[..fed]);
     let finish = finish.unwrap_or(FinishReason::Length);
     if matches!(
         finish,
@@ -144,6 +209,8 @@ pub fn generate(
             session_run_ms: sequence.run_time.as_secs_f64() * 1e3,
             batched_steps: sequence.batched_steps,
             cached_tokens,
+            draft_tokens: drafted_total,
+            accepted_draft_tokens: accepted_total,
         },
     })
 }

@@ -3,11 +3,13 @@
 //! * [`sampling`] — choosing the next token;
 //! * [`stopping`] — stop strings across token boundaries;
 //! * [`generate`] — the loop: prefill, decode steps, streaming text, finish reasons;
+//! * [`prompt_lookup`] — drafting tokens for speculative decoding;
 //! * [`logprobs`] — the model's log-probabilities of tokens;
 //! * [`score`] — log-probabilities of a given continuation in one run.
 
 pub mod generate;
 pub mod logprobs;
+pub mod prompt_lookup;
 pub mod sampling;
 pub mod score;
 pub mod stopping;
@@ -53,6 +55,19 @@ pub struct GenerateParams {
     /// Also report the most likely alternatives at each position, at most
     /// [`MAX_TOP_LOGPROBS`]; more than 0 turns `logprobs` on.
     pub top_logprobs: usize,
+    /// Speculative decoding by prompt lookup ([`prompt_lookup`]): at most this many
+    /// tokens drafted per step from an earlier occurrence of the latest n-gram in the prompt
+    /// or answer, and verified in one run (0: off; at most
+    /// [`prompt_lookup::MAX_PROMPT_LOOKUP_TOKENS`]). The output is the one without it:
+    /// token for token for greedy decoding on float models, and for sampling the same
+    /// token for the same seed (each position is sampled from the model's distribution in
+    /// order and a draft token is kept only when it equals the sample). Models quantized
+    /// with `DynamicQuantizeLinear` pick one activation scale per run, so their logits, and
+    /// possibly their ids, differ slightly from one-token steps.
+    pub prompt_lookup_tokens: usize,
+    /// Longest n-gram the lookup matches (1 to
+    /// [`prompt_lookup::MAX_PROMPT_LOOKUP_NGRAM`]).
+    pub prompt_lookup_ngram: usize,
 }
 
 impl Default for GenerateParams {
@@ -72,9 +87,15 @@ impl Default for GenerateParams {
             cancel: None,
             logprobs: false,
             top_logprobs: 0,
+            prompt_lookup_tokens: DEFAULT_PROMPT_LOOKUP_TOKENS,
+            prompt_lookup_ngram: prompt_lookup::DEFAULT_PROMPT_LOOKUP_NGRAM,
         }
     }
 }
+
+/// Default for [`GenerateParams::prompt_lookup_tokens`] (chosen by measurement,
+/// BENCHMARKS.md).
+pub const DEFAULT_PROMPT_LOOKUP_TOKENS: usize = 0;
 
 /// Most stop strings one call accepts.
 pub const MAX_STOP_STRINGS: usize = 64;
@@ -104,6 +125,20 @@ impl GenerateParams {
             ));
         }
         logprobs::check_top(self.top_logprobs)?;
+        if self.prompt_lookup_tokens > prompt_lookup::MAX_PROMPT_LOOKUP_TOKENS {
+            return bad(format!(
+                "prompt_lookup_tokens must be at most {} (got {})",
+                prompt_lookup::MAX_PROMPT_LOOKUP_TOKENS,
+                self.prompt_lookup_tokens
+            ));
+        }
+        if !(1..=prompt_lookup::MAX_PROMPT_LOOKUP_NGRAM).contains(&self.prompt_lookup_ngram) {
+            return bad(format!(
+                "prompt_lookup_ngram must be 1 to {} (got {})",
+                prompt_lookup::MAX_PROMPT_LOOKUP_NGRAM,
+                self.prompt_lookup_ngram
+            ));
+        }
         if self.stop_strings.len() > MAX_STOP_STRINGS {
             return bad(format!(
                 "at most {MAX_STOP_STRINGS} stop strings (got {})",
@@ -161,6 +196,10 @@ pub struct GenerateStats {
     /// Prompt positions whose KV cache came from the prefix cache instead of the prefill
     /// (see `LoadOptions::prefix_cache_bytes`).
     pub cached_tokens: usize,
+    /// Tokens drafted by prompt lookup ([`GenerateParams::prompt_lookup_tokens`]).
+    pub draft_tokens: usize,
+    /// Drafted tokens that were accepted (each saved one decode step).
+    pub accepted_draft_tokens: usize,
 }
 
 /// The result of one generation.

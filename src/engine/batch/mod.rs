@@ -117,6 +117,8 @@ impl<'e> DecodeSlot<'e> {
         let joining = if self.joined {
             None
         } else {
+            // The batch's layout has no holes.
+            self.engine.compact(sequence)?;
             self.joined = true;
             Some(Caches::single(
                 member,
@@ -179,12 +181,15 @@ impl<'e> DecodeSlot<'e> {
     /// reuses the answer too. A member's row is copied out under the batcher's lock (one row
     /// of host memory, no model run); it is skipped when another generation's batch holds
     /// the resident caches at that moment (a cache miss later, never a wrong result).
-    pub fn finish(self, sequence: &Sequence, tokens: &[u32]) {
+    pub fn finish(self, sequence: &mut Sequence, tokens: &[u32]) {
         let engine = self.engine;
         if !engine.prefix_cache.enabled()
             || !engine.layout().has_kv_cache()
-            || tokens.len() != sequence.past_len
+            || tokens.len() != sequence.len()
         {
+            return;
+        }
+        if !self.joined && engine.compact(sequence).is_err() {
             return;
         }
         let kv = || match self.member {
@@ -199,6 +204,53 @@ impl<'e> DecodeSlot<'e> {
             _ => engine.kv_to_host(&sequence.past).ok(),
         };
         engine.prefix_cache.insert(tokens, kv);
+    }
+
+    /// Runs `ids` appended to `sequence` as one run of its own, keeping the logits of every
+    /// one of them in `out` (`ids.len() × vocab`, see [`Engine::forward_keeping`]), if no
+    /// other generation on the engine is decoding: returns `Ok(None)` and runs nothing
+    /// otherwise (the caller takes a batched [`DecodeSlot::step`] instead). A cache the
+    /// batcher holds is taken back first (copied out if it has padding); the next batched
+    /// step hands it over again. Used to verify drafted tokens. On error the sequence must
+    /// not be stepped again.
+    pub fn run_alone(
+        &mut self,
+        sequence: &mut Sequence,
+        ids: &[u32],
+        out: &mut Vec<f32>,
+    ) -> Result<Option<usize>> {
+        let engine = self.engine;
+        if let Some(member) = self.member {
+            let mut state = engine.batcher.lock();
+            if !state.alone(member) {
+                return Ok(None);
+            }
+            if self.joined {
+                let Some(caches) = state.take_own(member) else {
+                    return Ok(None);
+                };
+                drop(state);
+                let row = caches
+                    .row_of(member)
+                    .ok_or_else(|| Error::Internal("the batcher lost a cache".into()))?;
+                let len = caches.lens[row];
+                if len != sequence.past_len {
+                    return Err(Error::Internal(format!(
+                        "the batcher holds {len} positions of a sequence of {}",
+                        sequence.past_len
+                    )));
+                }
+                sequence.past = if caches.members.len() == 1 && caches.width == len {
+                    caches.kv
+                } else {
+                    relayout(engine.layout(), &[caches], &[(0, row)], &[len], len)?
+                };
+                self.joined = false;
+            }
+        }
+        engine
+            .forward_keeping(sequence, ids, ids.len(), out)
+            .map(Some)
     }
 
     /// Waits until every active generation has submitted (or the batch is full, or

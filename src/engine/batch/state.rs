@@ -140,6 +140,29 @@ impl<K> State<K> {
         Some((resident, resident.row_of(member)?))
     }
 
+    /// True when `member` is the only generation decoding and no batch is being gathered,
+    /// run or queued.
+    pub(super) fn alone(&self, member: u64) -> bool {
+        !self.leading
+            && self.queue.is_empty()
+            && self.active.len() == 1
+            && self.active.contains(&member)
+    }
+
+    /// Hands `member`'s cache back when it is [`State::alone`]: its parked cache, or the
+    /// resident batch holding its row (rows of generations that left go with it). `None`
+    /// when it is not alone or the batcher holds no cache of it.
+    pub(super) fn take_own(&mut self, member: u64) -> Option<Caches<K>> {
+        if !self.alone(member) {
+            return None;
+        }
+        if let Some(parked) = self.parked.remove(&member) {
+            return Some(parked);
+        }
+        self.resident.as_ref()?.row_of(member)?;
+        self.resident.take()
+    }
+
     /// Queues a step.
     pub(super) fn submit(&mut self, step: Pending<K>) {
         self.queue.push(step);
@@ -264,6 +287,42 @@ mod tests {
                 )
             })
             .collect())
+    }
+
+    #[test]
+    fn a_cache_is_handed_back_only_to_a_generation_decoding_alone() {
+        let mut state = State::<String>::default();
+        state.join(1);
+        state.join(2);
+        state.publish(
+            &[],
+            0,
+            Some(Outcome {
+                results: Ok(Vec::new()),
+                resident: Some(Caches {
+                    members: vec![1, 2],
+                    lens: vec![4, 6],
+                    width: 6,
+                    kv: vec!["batch".into()],
+                }),
+                parked: Vec::new(),
+            }),
+        );
+        assert!(!state.alone(1), "2 is decoding too");
+        assert!(state.take_own(1).is_none());
+        state.leave(2);
+        assert!(state.alone(1));
+        state.leading = true;
+        assert!(state.take_own(1).is_none(), "a batch is being run");
+        state.leading = false;
+        state.submit(step(1, None));
+        assert!(!state.alone(1), "a step is queued");
+        state.queue.clear();
+        let taken = state.take_own(1).expect("the resident batch holds 1's row");
+        assert_eq!(taken.members, [1, 2]);
+        assert!(state.cache_of(1).is_none(), "handed back, not kept");
+        assert!(state.take_own(1).is_none(), "handed back once");
+        assert!(state.take_own(3).is_none(), "3 is not decoding");
     }
 
     #[test]
