@@ -931,8 +931,10 @@ typedef struct SphanaLlmGenerateParams {
    * from the model's distribution in order; a draft token is kept only when it equals
    * that sample). INT8 models quantized with `DynamicQuantizeLinear` pick one activation
    * scale per run, so their logits (and rarely their ids) differ slightly from one-token
-   * steps. Drafts are verified only while no other generation on the handle is decoding
-   * (batched steps take one token each). `SphanaLlmGenerateStats.draft_tokens` and
+   * steps. With continuous batching, rows with drafts of different lengths are verified in
+   * one batched run (shorter rows padded, the padding masked out). Each drafted token
+   * costs about one prompt token of compute, so a draft pays off when its tokens are
+   * often right (answers that copy from the prompt). `SphanaLlmGenerateStats.draft_tokens` and
    * `accepted_draft_tokens` tell how it went. (Added after the fourth release, with
    * `prompt_lookup_ngram`.)
    */

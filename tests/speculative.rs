@@ -195,23 +195,27 @@ fn concurrent(
 
 #[test]
 fn four_concurrent_generations_with_mixed_draft_lengths_equal_plain_decoding() {
-    let prompts: Vec<Vec<u32>> = (0..4).map(repetitive_prompt).collect();
-    let lookups = [0, 2, 5, 8];
     let reference = load("tiny-llama/fp32", |_| {});
+    let prompts: Vec<Vec<u32>> = (0..4)
+        .map(|s| echo_prompt(&reference, s, 60 + 7 * s as usize, 24))
+        .collect();
+    let lookups = [0, 2, 5, 8];
     let expected: Vec<Vec<u32>> = prompts
         .iter()
-        .map(|p| run(&reference, p, &params(40, 0)).token_ids)
+        .map(|p| run(&reference, p, &params(400, 0)).token_ids)
         .collect();
-    // Batched (one session: drafts are verified whenever a generation decodes alone) and
+    // 400 tokens: the holes left by rejected drafts, and by padding behind batch mates'
+    // longer drafts, are dropped by re-layouts on the way.
+    // Batched (drafts of different lengths verified in one run, shorter rows padded) and
     // unbatched on two sessions (every generation verifies its own drafts).
     for (batch, sessions) in [(8, 1), (1, 2)] {
         let model = Arc::new(load("tiny-llama/fp32", |o| {
             o.max_decode_batch = batch;
             o.session_count = sessions;
         }));
-        let mut accepted = 0;
+        let (mut accepted, mut batched) = (0, 0);
         for round in 0..3 {
-            let results = concurrent(&model, &prompts, &lookups, 40);
+            let results = concurrent(&model, &prompts, &lookups, 400);
             for (i, result) in results.iter().enumerate() {
                 assert_eq!(
                     result.token_ids, expected[i],
@@ -219,12 +223,49 @@ fn four_concurrent_generations_with_mixed_draft_lengths_equal_plain_decoding() {
                     lookups[i]
                 );
                 accepted += result.stats.accepted_draft_tokens;
+                batched += result.stats.batched_steps;
             }
         }
-        if batch == 1 {
-            assert!(accepted > 0, "unbatched generations draft concurrently");
-        }
+        assert!(accepted > 0, "batch {batch}: drafts were accepted");
+        assert_eq!(batched > 0, batch > 1, "batch {batch}: steps were batched");
     }
+}
+
+#[test]
+fn four_concurrent_rag_answers_on_smollm2_equal_plain_decoding() {
+    let model = Arc::new(load("smollm2-135m-instruct", |_| {}));
+    let base = rag_prompt();
+    let prompts: Vec<Vec<u32>> = [
+        "Who designed and built the Eiffel Tower, and when?",
+        "What is the Eiffel Tower's nickname?",
+        "Where is the Eiffel Tower?",
+        "What was the Eiffel Tower built for?",
+    ]
+    .iter()
+    .map(|q| {
+        let text = base.replace("Who designed and built the Eiffel Tower, and when?", q);
+        model
+            .tokenize(
+                &text,
+                sphana_llm::EncodeOptions {
+                    add_special: true,
+                    parse_special: true,
+                },
+            )
+            .unwrap()
+    })
+    .collect();
+    let expected: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| run(&model, p, &params(30, 0)).token_ids)
+        .collect();
+    let results = concurrent(&model, &prompts, &[8, 0, 4, 16], 30);
+    let mut accepted = 0;
+    for (i, result) in results.iter().enumerate() {
+        assert_eq!(result.token_ids, expected[i], "request {i}");
+        accepted += result.stats.accepted_draft_tokens;
+    }
+    assert!(accepted > 0);
 }
 
 /// The text of each generated token on its own, and where it ends in the text.

@@ -141,8 +141,16 @@ pub const DEFAULT_PREFILL_CHUNK_TOKENS: usize = 256;
 pub const PREFILL_CHUNK_TOKENS_WHILE_DECODING: usize = 64;
 
 /// Most holes (discarded draft positions, masked out) a sequence's KV cache keeps before
-/// they are compacted away with one copy (chosen by measurement, BENCHMARKS.md).
+/// they are compacted away with one copy (chosen by measurement, BENCHMARKS.md); a shorter
+/// sequence keeps at most a quarter of its length ([`kv_hole_limit`]).
 pub const MAX_KV_HOLES: usize = 64;
+
+/// The holes a cache of `kept` positions may hold before it is compacted: a quarter of
+/// them, at least 8, at most [`MAX_KV_HOLES`] (so holes never cost more than a quarter of
+/// the attention work).
+pub fn kv_hole_limit(kept: usize) -> usize {
+    (kept / 4).clamp(8, MAX_KV_HOLES)
+}
 
 /// The positions `runs` (start, length) of every head of a `[1, heads, width, dim]` cache
 /// tensor, `kept` positions in all, as a `[1, heads, kept, dim]` buffer.
@@ -193,10 +201,15 @@ pub struct Engine {
 
 /// What [`Engine::run_batch`] returns.
 pub(crate) struct BatchOutput {
-    /// `present` KV tensors, `[rows, kv_heads, width + 1, head_dim]`, key then value per layer.
+    /// `present` KV tensors, `[rows, kv_heads, width + new_positions, head_dim]`, key then
+    /// value per layer.
     pub(crate) present: Vec<DynValue>,
-    /// Each row's logits.
+    /// Each row's logits: one row of `vocab` per token it fed.
     pub(crate) logits: Vec<Vec<f32>>,
+    /// The width of a logits row.
+    pub(crate) vocab: usize,
+    /// Positions every row grew by (the most tokens a row fed).
+    pub(crate) new_positions: usize,
     /// Time inside `session.run`.
     pub(crate) run_time: Duration,
 }
@@ -436,39 +449,59 @@ impl Engine {
         DecodeSlot::new(self)
     }
 
-    /// Runs one decode step for `rows` sequences at once: row `r` appends `ids[r]` to a
-    /// cache of `lens[r]` positions, right-aligned in `kv` (`[rows, kv_heads, width, head_dim]`
-    /// per layer, key then value; the `width - lens[r]` leading positions are padding).
-    /// Returns the `present` tensors (`width + 1` positions), the logits and the run time.
+    /// Runs one decode step for `ids.len()` sequences at once: row `r` appends `ids[r]` (one
+    /// token, or a token and its draft) to a cache of `lens[r]` positions, right-aligned in
+    /// `kv` (`[rows, kv_heads, width, head_dim]` per layer, key then value; the
+    /// `width - lens[r]` leading positions are padding, and `masks[r]`, when not empty,
+    /// marks holes with 0), of which `kept[r]` count for position ids. Rows feeding fewer
+    /// tokens than the longest are padded after them (masked out). Returns the `present`
+    /// tensors (`width + new_positions` positions), each row's logits (one row of `vocab`
+    /// per token it fed) and the run time.
     pub(crate) fn run_batch(
         &self,
-        ids: &[u32],
+        ids: &[Vec<u32>],
         lens: &[usize],
+        kept: &[usize],
+        masks: &[Vec<i64>],
         width: usize,
         kv: Vec<DynValue>,
     ) -> Result<BatchOutput> {
         let layout = &self.layout;
         let rows = ids.len();
+        let new = ids.iter().map(Vec::len).max().unwrap_or(0);
         if rows == 0
+            || new == 0
+            || ids.iter().any(Vec::is_empty)
             || lens.len() != rows
+            || kept.len() != rows
+            || masks.len() != rows
             || lens.iter().any(|&l| l == 0 || l > width)
+            || lens
+                .iter()
+                .zip(masks)
+                .any(|(&l, m)| !m.is_empty() && m.len() != l)
             || kv.len() != layout.layers.len() * 2
         {
             return Err(Error::Internal("malformed batched step".into()));
         }
-        let total = width + 1;
+        let total = width + new;
         let tensor_error = ort_error("creating input tensors");
-        let mask = batch::plan::attention_mask(lens, width);
+        let fed: Vec<usize> = ids.iter().map(Vec::len).collect();
+        let mask = batch::plan::attention_mask(lens, masks, width, &fed, new);
+        let mut input = Vec::with_capacity(rows * new);
+        for row in ids {
+            input.extend(row.iter().map(|&id| i64::from(id)));
+            // Padding: the row's last token again (masked out; its logits are not read).
+            let last = i64::from(*row.last().expect("checked non-empty"));
+            input.resize(input.len() + new - row.len(), last);
+        }
         let mut feeds: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
             Vec::with_capacity(4 + kv.len());
         feeds.push((
             "input_ids".into(),
-            Tensor::from_array((
-                [rows, 1usize],
-                ids.iter().map(|&id| i64::from(id)).collect::<Vec<_>>(),
-            ))
-            .map_err(&tensor_error)?
-            .into(),
+            Tensor::from_array(([rows, new], input))
+                .map_err(&tensor_error)?
+                .into(),
         ));
         feeds.push((
             "attention_mask".into(),
@@ -478,7 +511,7 @@ impl Engine {
         ));
         feeds.push((
             "position_ids".into(),
-            Tensor::from_array(([rows, 1usize], batch::plan::position_ids(lens)))
+            Tensor::from_array(([rows, new], batch::plan::position_ids(kept, new)))
                 .map_err(&tensor_error)?
                 .into(),
         ));
@@ -490,18 +523,35 @@ impl Engine {
                     .into(),
             ));
         }
-        self.push_logits_to_keep(&mut feeds, 1)?;
+        self.push_logits_to_keep(&mut feeds, new)?;
         self.push_past(&mut feeds, kv)?;
         let (logits_value, present, run_time) = self.run_session(feeds)?;
         let mut logits = Vec::with_capacity(rows);
-        for row in 0..rows {
+        let mut vocab = 0;
+        for (row, &n) in fed.iter().enumerate() {
             let mut row_logits = Vec::new();
-            self.read_logits(&logits_value, row, &mut row_logits)?;
+            if new == 1 {
+                self.read_logits(&logits_value, row, &mut row_logits)?;
+                vocab = row_logits.len();
+            } else {
+                vocab = self::logits::row_last_logits(&logits_value, row, new, &mut row_logits)?;
+                if let Some(expected) = layout.logits_vocab {
+                    if vocab != expected {
+                        return Err(Error::Runtime(format!(
+                            "logits have width {vocab}, the graph declares {expected}"
+                        )));
+                    }
+                }
+                // The row's own tokens come first; the padding's logits are dropped.
+                row_logits.truncate(n * vocab);
+            }
             logits.push(row_logits);
         }
         Ok(BatchOutput {
             present,
             logits,
+            vocab,
+            new_positions: new,
             run_time,
         })
     }
@@ -780,8 +830,8 @@ impl Engine {
 
     /// Forgets the last `n` positions of `sequence` (rejected draft tokens), so that later
     /// steps neither see nor number them. A model that takes an attention mask and position
-    /// ids gets holes (masked out, no copy) until [`MAX_KV_HOLES`] accumulate, then one
-    /// compaction; any other model's cache is truncated at once. On error the sequence
+    /// ids gets holes (masked out, no copy) until more than [`kv_hole_limit`] accumulate,
+    /// then one compaction; any other model's cache is truncated at once. On error the sequence
     /// must not be used again.
     pub fn discard_last(&self, sequence: &mut Sequence, n: usize) -> Result<()> {
         if n == 0 {
@@ -813,7 +863,7 @@ impl Engine {
         }
         sequence.holes += n;
         let maskable = self.layout.has_attention_mask && self.layout.has_position_ids;
-        if !maskable || sequence.holes >= MAX_KV_HOLES {
+        if !maskable || sequence.holes > kv_hole_limit(sequence.len()) {
             self.compact(sequence)?;
         }
         Ok(())

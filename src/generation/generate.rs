@@ -154,14 +154,14 @@ pub fn generate(
             drafted_total += draft.len();
             accepted_total += accepted;
             // The cache holds every draft token; keep the accepted ones.
-            engine.discard_last(&mut sequence, draft.len() - accepted)?;
+            slot.discard(&mut sequence, draft.len() - accepted)?;
             draft.clear();
         }
         if finish.is_some() {
             break;
         }
         // The last token sampled is not in the cache yet: feed it, with a draft if there
-        // is one and no other generation is decoding (else a plain, batched step).
+        // is one (batched with the other generations' steps either way).
         let next = *history.last().expect("a token was sampled");
         let generated = history.len() - prompt_ids.len();
         let mut room = params.max_new_tokens - generated;
@@ -173,13 +173,11 @@ pub fn generate(
             let mut ids = Vec::with_capacity(proposal.len() + 1);
             ids.push(next);
             ids.extend_from_slice(&proposal);
-            if let Some(width) = slot.run_alone(&mut sequence, &ids, &mut verified)? {
-                vocab = width;
-                draft = proposal;
-                continue;
-            }
+            vocab = slot.step_many(&mut sequence, &ids, &mut verified)?;
+            draft = proposal;
+        } else {
+            slot.step(&mut sequence, next)?;
         }
-        slot.step(&mut sequence, next)?;
     }
     // Keeps prompt + answer in the prefix cache (if on) for the next turn; leaves the batch.
     let fed = sequence.len().min(history.len());

@@ -65,9 +65,58 @@ pub(super) fn copy_row<T: Copy>(
     Ok(())
 }
 
+/// Copies the positions of row `row` of `src` that `mask` keeps (`mask`: one entry per
+/// position of the row's last `mask.len()`, 1 to keep; empty: keep the last `kept`) into row
+/// `out_row` of `out`, right-aligned, holes dropped. Checks every bound first and copies
+/// nothing on error.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn copy_row_kept<T: Copy>(
+    src: &[T],
+    src_shape: KvShape,
+    row: usize,
+    mask: &[i64],
+    kept: usize,
+    out: &mut [T],
+    out_shape: KvShape,
+    out_row: usize,
+) -> Result<()> {
+    if mask.is_empty() {
+        return copy_row(src, src_shape, row, kept, out, out_shape, out_row);
+    }
+    let ones = mask.iter().filter(|&&m| m != 0).count();
+    if ones != kept
+        || mask.len() > src_shape.width
+        || row >= src_shape.rows
+        || out_row >= out_shape.rows
+        || src_shape.heads != out_shape.heads
+        || src_shape.dim != out_shape.dim
+        || kept > out_shape.width
+        || src.len() != src_shape.len()
+        || out.len() != out_shape.len()
+    {
+        return Err(Error::Runtime(format!(
+            "a KV cache of shape {src_shape:?} does not hold row {row} with {kept} of {} positions kept for row {out_row} of {out_shape:?}",
+            mask.len()
+        )));
+    }
+    let (heads, dim) = (out_shape.heads, out_shape.dim);
+    let first = src_shape.width - mask.len();
+    for head in 0..heads {
+        let src_base = (row * heads + head) * src_shape.width * dim;
+        let out_end = ((out_row * heads + head) * out_shape.width + out_shape.width) * dim;
+        let mut at = out_end - kept * dim;
+        for (p, _) in mask.iter().enumerate().filter(|(_, &m)| m != 0) {
+            let from = src_base + (first + p) * dim;
+            out[at..at + dim].copy_from_slice(&src[from..from + dim]);
+            at += dim;
+        }
+    }
+    Ok(())
+}
+
 /// Builds `[rows.len(), heads, width, dim]` tensors (key and value per layer) from rows of
 /// the `sources` caches: output row `i` takes row `rows[i].1` of `sources[rows[i].0]`, its
-/// last `lens[i]` positions, right-aligned; padding is zero.
+/// `lens[i]` kept positions (holes dropped), right-aligned; padding is zero.
 pub(super) fn relayout(
     layout: &DecoderLayout,
     sources: &[Caches<DynValue>],
@@ -75,12 +124,20 @@ pub(super) fn relayout(
     lens: &[usize],
     width: usize,
 ) -> Result<Vec<DynValue>> {
+    for (&(s, r), &len) in rows.iter().zip(lens) {
+        if sources[s].kept(r) != len {
+            return Err(Error::Internal(format!(
+                "a re-layout of {len} positions from a row that keeps {}",
+                sources[s].kept(r)
+            )));
+        }
+    }
     (0..layout.layers.len() * 2)
         .map(|k| {
-            let parts: Vec<(&DynValue, usize, usize)> = rows
+            let parts: Vec<(&DynValue, usize, &[i64], usize)> = rows
                 .iter()
                 .zip(lens)
-                .map(|(&(s, r), &len)| (&sources[s].kv[k], r, len))
+                .map(|(&(s, r), &len)| (&sources[s].kv[k], r, &sources[s].masks[r][..], len))
                 .collect();
             match layout.kv_dtype {
                 KvDtype::Float32 => {
@@ -94,9 +151,10 @@ pub(super) fn relayout(
         .collect()
 }
 
-/// Copies `(tensor, row, len)` parts right-aligned into a zeroed `[parts, heads, width, dim]`.
+/// Copies `(tensor, row, mask, kept)` parts right-aligned, holes dropped, into a zeroed
+/// `[parts, heads, width, dim]`.
 fn copy_rows<T: PrimitiveTensorElementType + Copy + Default + std::fmt::Debug + 'static>(
-    parts: &[(&DynValue, usize, usize)],
+    parts: &[(&DynValue, usize, &[i64], usize)],
     heads: usize,
     dim: usize,
     width: usize,
@@ -108,9 +166,11 @@ fn copy_rows<T: PrimitiveTensorElementType + Copy + Default + std::fmt::Debug + 
         dim,
     };
     let mut data = vec![T::default(); out_shape.len()];
-    for (out_row, &(value, row, len)) in parts.iter().enumerate() {
+    for (out_row, &(value, row, mask, kept)) in parts.iter().enumerate() {
         let (src, src_shape) = tensor_data::<T>(value)?;
-        copy_row(src, src_shape, row, len, &mut data, out_shape, out_row)?;
+        copy_row_kept(
+            src, src_shape, row, mask, kept, &mut data, out_shape, out_row,
+        )?;
     }
     Ok(Tensor::from_array(([parts.len(), heads, width, dim], data))
         .map_err(ort_error("creating a batched KV cache"))?
@@ -139,17 +199,20 @@ fn tensor_data<T: PrimitiveTensorElementType + 'static>(
     ))
 }
 
-/// Host copies (`[1, heads, len, dim]`, key and value per layer) of the last `len`
-/// positions of row `row` of `caches`: what the prefix cache keeps of a finished generation.
+/// Host copies (`[1, heads, len, dim]`, key and value per layer) of the `len` positions of
+/// row `row` of `caches` that `mask` keeps (the row's own mask, or one with more holes; empty:
+/// its last `len`): what the prefix cache keeps of a finished generation.
 pub(super) fn row_to_host(
     layout: &DecoderLayout,
     caches: &Caches<DynValue>,
     row: usize,
+    mask: &[i64],
     len: usize,
 ) -> Result<Vec<KvData>> {
     fn one<T: PrimitiveTensorElementType + Copy + Default + std::fmt::Debug + 'static>(
         value: &DynValue,
         row: usize,
+        mask: &[i64],
         len: usize,
         heads: usize,
         dim: usize,
@@ -162,7 +225,7 @@ pub(super) fn row_to_host(
         };
         let mut data = vec![T::default(); out_shape.len()];
         let (src, src_shape) = tensor_data::<T>(value)?;
-        copy_row(src, src_shape, row, len, &mut data, out_shape, 0)?;
+        copy_row_kept(src, src_shape, row, mask, len, &mut data, out_shape, 0)?;
         Ok(data)
     }
     let (heads, dim) = (layout.kv_heads, layout.head_dim);
@@ -171,8 +234,10 @@ pub(super) fn row_to_host(
         .iter()
         .map(|value| {
             Ok(match layout.kv_dtype {
-                KvDtype::Float32 => KvData::F32(one::<f32>(value, row, len, heads, dim)?),
-                KvDtype::Float16 => KvData::F16(one::<half::f16>(value, row, len, heads, dim)?),
+                KvDtype::Float32 => KvData::F32(one::<f32>(value, row, mask, len, heads, dim)?),
+                KvDtype::Float16 => {
+                    KvData::F16(one::<half::f16>(value, row, mask, len, heads, dim)?)
+                }
             })
         })
         .collect()
@@ -234,6 +299,25 @@ mod tests {
         copy_row(&a, a_shape, 0, 4, &mut out, out_shape, 0).unwrap();
         copy_row(&b, b_shape, 2, 2, &mut out, out_shape, 1).unwrap();
         assert_eq!(out, [1, 11, 21, 31, 0, 0, 2001, 2011]);
+    }
+
+    #[test]
+    fn holes_are_dropped_and_the_kept_positions_right_aligned() {
+        // Row 1 of a [2, 2, 4, 1] cache holds 3 positions (1..4), the middle one a hole.
+        let src_shape = shape(2, 2, 4, 1);
+        let src = numbered(src_shape);
+        let out_shape = shape(1, 2, 3, 1);
+        let mut out = vec![0u32; out_shape.len()];
+        copy_row_kept(&src, src_shape, 1, &[1, 0, 1], 2, &mut out, out_shape, 0).unwrap();
+        assert_eq!(out, [0, 1011, 1031, 0, 1111, 1131]);
+        // The mask must keep what it says, within the row.
+        for (mask, kept) in [(&[1, 0, 1][..], 3), (&[1, 1, 1, 1, 1][..], 5)] {
+            let mut fresh = vec![0u32; out_shape.len()];
+            assert!(
+                copy_row_kept(&src, src_shape, 1, mask, kept, &mut fresh, out_shape, 0).is_err()
+            );
+            assert!(fresh.iter().all(|&x| x == 0));
+        }
     }
 
     #[test]

@@ -36,7 +36,7 @@ use ort::value::DynValue;
 
 use self::kv_rows::{relayout, row_to_host};
 use self::state::{Caches, Outcome, Pending, State, StepResult};
-use super::{Engine, Sequence};
+use super::{kv_hole_limit, Engine, Sequence};
 use crate::error::{Error, Result};
 
 /// Longest a leader waits for the other running generations to submit their step before
@@ -82,6 +82,9 @@ pub struct DecodeSlot<'e> {
     /// `None` when the engine cannot batch: steps then run alone.
     member: Option<u64>,
     joined: bool,
+    /// Positions at the end of the batcher's row of this generation to turn into holes
+    /// with the next step (see [`DecodeSlot::discard`]).
+    discard: usize,
 }
 
 impl<'e> DecodeSlot<'e> {
@@ -99,17 +102,75 @@ impl<'e> DecodeSlot<'e> {
             engine,
             member,
             joined: false,
+            discard: 0,
         }
     }
 
     /// Runs one decode step: `id` appended to `sequence`, batched with the steps other
-    /// generations on the same engine submit at the same time. On error the sequence must
-    /// not be stepped again.
+    /// generations on the same engine submit at the same time; the logits are left in the
+    /// sequence. On error the sequence must not be stepped again.
     pub fn step(&mut self, sequence: &mut Sequence, id: u32) -> Result<()> {
+        let mut logits = Vec::new();
+        self.submit(sequence, vec![id], &mut logits)?;
+        sequence.logits = logits;
+        Ok(())
+    }
+
+    /// Runs `ids` (a token and the draft after it) appended to `sequence` in one step,
+    /// batched like [`DecodeSlot::step`] (rows feeding fewer tokens are padded, the padding
+    /// masked out), and writes the logits of each of its positions to `out`,
+    /// `ids.len() × vocab` floats in order; returns the vocabulary width. On error the
+    /// sequence must not be stepped again.
+    pub fn step_many(
+        &mut self,
+        sequence: &mut Sequence,
+        ids: &[u32],
+        out: &mut Vec<f32>,
+    ) -> Result<usize> {
+        if ids.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a step needs at least one token".into(),
+            ));
+        }
+        if self.member.is_none() {
+            return self.engine.forward_keeping(sequence, ids, ids.len(), out);
+        }
+        self.submit(sequence, ids.to_vec(), out)
+    }
+
+    /// Forgets the last `n` positions of `sequence` (the rejected part of a draft): later
+    /// steps neither see nor number them (see [`Engine::discard_last`]; in the batch the
+    /// row gets holes with the next step). On error the sequence must not be used again.
+    pub fn discard(&mut self, sequence: &mut Sequence, n: usize) -> Result<()> {
+        if !self.joined {
+            return self.engine.discard_last(sequence, n);
+        }
+        if n > sequence.past_len {
+            return Err(Error::Internal(format!(
+                "cannot discard {n} of {} positions",
+                sequence.past_len
+            )));
+        }
+        sequence.past_len -= n;
+        self.discard += n;
+        Ok(())
+    }
+
+    /// Submits a step of `ids` to the batcher (or runs it alone when the engine cannot
+    /// batch) and waits for its logits, `ids.len() × vocab` into `out`; returns the width.
+    fn submit(
+        &mut self,
+        sequence: &mut Sequence,
+        ids: Vec<u32>,
+        out: &mut Vec<f32>,
+    ) -> Result<usize> {
         let Some(member) = self.member else {
-            return self.engine.forward(sequence, &[id]);
+            let vocab = self
+                .engine
+                .forward_keeping(sequence, &ids, ids.len(), out)?;
+            return Ok(vocab);
         };
-        if sequence.past_len == 0 {
+        if sequence.is_empty() {
             return Err(Error::Internal(
                 "a decode step before the prompt's forward pass".into(),
             ));
@@ -117,7 +178,8 @@ impl<'e> DecodeSlot<'e> {
         let joining = if self.joined {
             None
         } else {
-            // The batch's layout has no holes.
+            // While in the batch the sequence counts its kept positions only; the
+            // batcher's row keeps the holes.
             self.engine.compact(sequence)?;
             self.joined = true;
             Some(Caches::single(
@@ -126,11 +188,13 @@ impl<'e> DecodeSlot<'e> {
                 std::mem::take(&mut sequence.past),
             ))
         };
+        let fed = ids.len();
         let batcher = &self.engine.batcher;
         let mut state = batcher.lock();
         state.submit(Pending {
             member,
-            id,
+            ids,
+            discard: std::mem::take(&mut self.discard),
             joining,
         });
         batcher.changed.notify_all();
@@ -138,13 +202,13 @@ impl<'e> DecodeSlot<'e> {
             if let Some(result) = state.take_result(member) {
                 drop(state);
                 let output = result.map_err(Error::Runtime)?;
-                sequence.past_len += 1;
-                sequence.logits = output.logits;
+                sequence.past_len += fed;
+                *out = output.logits;
                 sequence.run_time += output.run_time;
                 if output.batch_size > 1 {
                     sequence.batched_steps += 1;
                 }
-                return Ok(());
+                return Ok(output.vocab);
             }
             if state.leading {
                 state = batcher
@@ -179,8 +243,9 @@ impl<'e> DecodeSlot<'e> {
     /// `sequence` holds: the prompt and what was generated, up to the last id fed) go into it
     /// with their cache, so a prompt that continues this conversation (the next chat turn)
     /// reuses the answer too. A member's row is copied out under the batcher's lock (one row
-    /// of host memory, no model run); it is skipped when another generation's batch holds
-    /// the resident caches at that moment (a cache miss later, never a wrong result).
+    /// of host memory, no model run, holes left out); it is skipped when another
+    /// generation's batch holds the resident caches at that moment (a cache miss later,
+    /// never a wrong result).
     pub fn finish(self, sequence: &mut Sequence, tokens: &[u32]) {
         let engine = self.engine;
         if !engine.prefix_cache.enabled()
@@ -196,61 +261,15 @@ impl<'e> DecodeSlot<'e> {
             Some(member) if self.joined => {
                 let state = engine.batcher.lock();
                 let (caches, row) = state.cache_of(member)?;
-                if caches.lens[row] != tokens.len() {
+                let mask = caches.mask_after_discard(row, self.discard).ok()?;
+                if caches.kept(row) - self.discard != tokens.len() {
                     return None;
                 }
-                row_to_host(engine.layout(), caches, row, tokens.len()).ok()
+                row_to_host(engine.layout(), caches, row, &mask, tokens.len()).ok()
             }
             _ => engine.kv_to_host(&sequence.past).ok(),
         };
         engine.prefix_cache.insert(tokens, kv);
-    }
-
-    /// Runs `ids` appended to `sequence` as one run of its own, keeping the logits of every
-    /// one of them in `out` (`ids.len() × vocab`, see [`Engine::forward_keeping`]), if no
-    /// other generation on the engine is decoding: returns `Ok(None)` and runs nothing
-    /// otherwise (the caller takes a batched [`DecodeSlot::step`] instead). A cache the
-    /// batcher holds is taken back first (copied out if it has padding); the next batched
-    /// step hands it over again. Used to verify drafted tokens. On error the sequence must
-    /// not be stepped again.
-    pub fn run_alone(
-        &mut self,
-        sequence: &mut Sequence,
-        ids: &[u32],
-        out: &mut Vec<f32>,
-    ) -> Result<Option<usize>> {
-        let engine = self.engine;
-        if let Some(member) = self.member {
-            let mut state = engine.batcher.lock();
-            if !state.alone(member) {
-                return Ok(None);
-            }
-            if self.joined {
-                let Some(caches) = state.take_own(member) else {
-                    return Ok(None);
-                };
-                drop(state);
-                let row = caches
-                    .row_of(member)
-                    .ok_or_else(|| Error::Internal("the batcher lost a cache".into()))?;
-                let len = caches.lens[row];
-                if len != sequence.past_len {
-                    return Err(Error::Internal(format!(
-                        "the batcher holds {len} positions of a sequence of {}",
-                        sequence.past_len
-                    )));
-                }
-                sequence.past = if caches.members.len() == 1 && caches.width == len {
-                    caches.kv
-                } else {
-                    relayout(engine.layout(), &[caches], &[(0, row)], &[len], len)?
-                };
-                self.joined = false;
-            }
-        }
-        engine
-            .forward_keeping(sequence, ids, ids.len(), out)
-            .map(Some)
     }
 
     /// Waits until every active generation has submitted (or the batch is full, or
@@ -342,14 +361,28 @@ type StepOutput = (Vec<(u64, StepResult)>, Caches<DynValue>);
 fn step_batch(
     engine: &Engine,
     mut batch: Vec<Pending<DynValue>>,
-    resident: Option<Caches<DynValue>>,
-    parked: Vec<Caches<DynValue>>,
+    mut resident: Option<Caches<DynValue>>,
+    mut parked: Vec<Caches<DynValue>>,
     active: &HashSet<u64>,
     newly_parked: &mut Vec<Caches<DynValue>>,
 ) -> std::result::Result<StepOutput, String> {
     let layout = engine.layout();
+    // The rejected drafts of the members' previous steps become holes first.
+    for pending in batch.iter_mut().filter(|p| p.discard > 0) {
+        let member = pending.member;
+        let holder = resident
+            .iter_mut()
+            .chain(parked.iter_mut())
+            .chain(pending.joining.iter_mut())
+            .find(|c| c.row_of(member).is_some())
+            .ok_or_else(|| {
+                format!("internal error: the KV cache of generation {member} is missing")
+            })?;
+        holder.discard(member, pending.discard)?;
+        pending.discard = 0;
+    }
     let members: Vec<u64> = batch.iter().map(|p| p.member).collect();
-    let caches = if plan::runs_in_place(&members, resident.as_ref()) {
+    let caches = if plan::runs_in_place(&members, resident.as_ref(), kv_hole_limit) {
         // Row order: the resident order.
         let resident = resident.expect("runs_in_place checked it");
         batch.sort_by_key(|p| resident.row_of(p.member).unwrap_or(usize::MAX));
@@ -369,25 +402,29 @@ fn step_batch(
         match plan.reuse {
             Some(s) => sources.swap_remove(s),
             None => Caches {
-                members,
                 kv: relayout(layout, &sources, &plan.rows, &plan.lens, plan.width)
                     .map_err(|e| e.to_string())?,
+                masks: vec![Vec::new(); members.len()],
+                members,
                 lens: plan.lens,
                 width: plan.width,
             },
         }
     };
-    let ids: Vec<u32> = batch.iter().map(|p| p.id).collect();
+    let ids: Vec<Vec<u32>> = batch.into_iter().map(|p| p.ids).collect();
+    let kept: Vec<usize> = (0..caches.members.len()).map(|r| caches.kept(r)).collect();
     let Caches {
         members,
         lens,
         width,
+        masks,
         kv,
     } = caches;
     let output = engine
-        .run_batch(&ids, &lens, width, kv)
+        .run_batch(&ids, &lens, &kept, &masks, width, kv)
         .map_err(|e| e.to_string())?;
     let rows = ids.len();
+    let new = output.new_positions;
     let results = members
         .iter()
         .copied()
@@ -397,16 +434,33 @@ fn step_batch(
                 member,
                 StepResult {
                     logits,
+                    vocab: output.vocab,
                     run_time: output.run_time,
                     batch_size: rows,
                 },
             )
         })
         .collect();
+    // Each row grew by `new` positions: its own tokens, then padding (holes).
+    let masks = masks
+        .into_iter()
+        .zip(&lens)
+        .zip(&ids)
+        .map(|((mut mask, &len), fed)| {
+            if mask.is_empty() && fed.len() == new {
+                return mask;
+            }
+            mask.resize(len, 1);
+            mask.resize(len + fed.len(), 1);
+            mask.resize(len + new, 0);
+            mask
+        })
+        .collect();
     let resident = Caches {
         members,
-        lens: lens.iter().map(|l| l + 1).collect(),
-        width: width + 1,
+        lens: lens.iter().map(|l| l + new).collect(),
+        width: width + new,
+        masks,
         kv: output.present,
     };
     Ok((results, resident))

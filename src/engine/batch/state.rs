@@ -7,25 +7,33 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// A KV cache held by the batcher: `kv` is `[rows, heads, width, dim]` per layer (key,
-/// value), row `r` holding `lens[r]` positions right-aligned.
+/// value), row `r` holding `lens[r]` positions right-aligned, some of which may be holes
+/// (`masks`).
 pub(super) struct Caches<K> {
     /// The member whose cache each row is.
     pub(super) members: Vec<u64>,
-    /// Positions held by each row (the rest of the row, on the left, is padding).
+    /// Positions held by each row, holes included (the rest of the row, on the left, is
+    /// padding).
     pub(super) lens: Vec<usize>,
     /// Positions of every row, padding included.
     pub(super) width: usize,
+    /// Per row: empty when all its `lens[r]` positions count, else one entry per position,
+    /// 1 for a position of the sequence and 0 for a hole (a rejected draft token, or the
+    /// padding of a row that fed fewer tokens than its batch mates). Holes are masked out
+    /// and take no position id; a re-layout drops them.
+    pub(super) masks: Vec<Vec<i64>>,
     /// Key and value tensors, two per layer.
     pub(super) kv: Vec<K>,
 }
 
 impl<K> Caches<K> {
-    /// A single-row cache of `len` positions.
+    /// A single-row cache of `len` positions without holes.
     pub(super) fn single(member: u64, len: usize, kv: Vec<K>) -> Self {
         Self {
             members: vec![member],
             lens: vec![len],
             width: len,
+            masks: vec![Vec::new()],
             kv,
         }
     }
@@ -34,22 +42,80 @@ impl<K> Caches<K> {
     pub(super) fn row_of(&self, member: u64) -> Option<usize> {
         self.members.iter().position(|&m| m == member)
     }
+
+    /// Holes in row `row`.
+    pub(super) fn holes(&self, row: usize) -> usize {
+        self.masks[row].iter().filter(|&&m| m == 0).count()
+    }
+
+    /// Positions of row `row` that are part of its sequence (holes not counted).
+    pub(super) fn kept(&self, row: usize) -> usize {
+        self.lens[row] - self.holes(row)
+    }
+
+    /// Turns the last `n` kept positions of `member`'s row into holes (its rejected draft
+    /// tokens). Fails, changing nothing, when the row does not hold that many.
+    pub(super) fn discard(&mut self, member: u64, n: usize) -> std::result::Result<(), String> {
+        let row = self
+            .row_of(member)
+            .ok_or_else(|| format!("internal error: no KV cache row for generation {member}"))?;
+        self.masks[row] = self.mask_after_discard(row, n)?;
+        Ok(())
+    }
+
+    /// Row `row`'s mask (one entry per position, or empty: no holes) with its last `n` kept
+    /// positions turned into holes.
+    pub(super) fn mask_after_discard(
+        &self,
+        row: usize,
+        n: usize,
+    ) -> std::result::Result<Vec<i64>, String> {
+        let mut mask = self.masks[row].clone();
+        if n == 0 {
+            return Ok(mask);
+        }
+        if n > self.kept(row) {
+            return Err(format!(
+                "internal error: cannot discard {n} of {} positions",
+                self.kept(row)
+            ));
+        }
+        if mask.is_empty() {
+            mask = vec![1; self.lens[row]];
+        }
+        let mut left = n;
+        for m in mask.iter_mut().rev() {
+            if left == 0 {
+                break;
+            }
+            if *m == 1 {
+                *m = 0;
+                left -= 1;
+            }
+        }
+        Ok(mask)
+    }
 }
 
 /// One submitted step.
 pub(super) struct Pending<K> {
     /// The generation that submitted it.
     pub(super) member: u64,
-    /// The token appended by the step.
-    pub(super) id: u32,
+    /// The tokens appended by the step: one, or a token and the draft after it.
+    pub(super) ids: Vec<u32>,
+    /// Positions at the end of the member's row to turn into holes first (the rejected
+    /// part of its previous step's draft).
+    pub(super) discard: usize,
     /// The generation's prefill cache, handed over with its first step.
     pub(super) joining: Option<Caches<K>>,
 }
 
 /// What a step gives back to its generation.
 pub(super) struct StepResult {
-    /// The last position's logits, float32.
+    /// The logits of each position the step fed, float32, `ids.len() × vocab`.
     pub(super) logits: Vec<f32>,
+    /// The vocabulary width of `logits`.
+    pub(super) vocab: usize,
     /// Time in `session.run` of the batch the step ran in.
     pub(super) run_time: Duration,
     /// Rows of that batch.
@@ -138,29 +204,6 @@ impl<K> State<K> {
         }
         let resident = self.resident.as_ref()?;
         Some((resident, resident.row_of(member)?))
-    }
-
-    /// True when `member` is the only generation decoding and no batch is being gathered,
-    /// run or queued.
-    pub(super) fn alone(&self, member: u64) -> bool {
-        !self.leading
-            && self.queue.is_empty()
-            && self.active.len() == 1
-            && self.active.contains(&member)
-    }
-
-    /// Hands `member`'s cache back when it is [`State::alone`]: its parked cache, or the
-    /// resident batch holding its row (rows of generations that left go with it). `None`
-    /// when it is not alone or the batcher holds no cache of it.
-    pub(super) fn take_own(&mut self, member: u64) -> Option<Caches<K>> {
-        if !self.alone(member) {
-            return None;
-        }
-        if let Some(parked) = self.parked.remove(&member) {
-            return Some(parked);
-        }
-        self.resident.as_ref()?.row_of(member)?;
-        self.resident.take()
     }
 
     /// Queues a step.
@@ -268,7 +311,8 @@ mod tests {
     fn step(member: u64, joining: Option<Caches<String>>) -> Pending<String> {
         Pending {
             member,
-            id: member as u32 + 100,
+            ids: vec![member as u32 + 100],
+            discard: 0,
             joining,
         }
     }
@@ -281,48 +325,13 @@ mod tests {
                     m,
                     StepResult {
                         logits: vec![m as f32],
+                        vocab: 1,
                         run_time: Duration::ZERO,
                         batch_size: members.len(),
                     },
                 )
             })
             .collect())
-    }
-
-    #[test]
-    fn a_cache_is_handed_back_only_to_a_generation_decoding_alone() {
-        let mut state = State::<String>::default();
-        state.join(1);
-        state.join(2);
-        state.publish(
-            &[],
-            0,
-            Some(Outcome {
-                results: Ok(Vec::new()),
-                resident: Some(Caches {
-                    members: vec![1, 2],
-                    lens: vec![4, 6],
-                    width: 6,
-                    kv: vec!["batch".into()],
-                }),
-                parked: Vec::new(),
-            }),
-        );
-        assert!(!state.alone(1), "2 is decoding too");
-        assert!(state.take_own(1).is_none());
-        state.leave(2);
-        assert!(state.alone(1));
-        state.leading = true;
-        assert!(state.take_own(1).is_none(), "a batch is being run");
-        state.leading = false;
-        state.submit(step(1, None));
-        assert!(!state.alone(1), "a step is queued");
-        state.queue.clear();
-        let taken = state.take_own(1).expect("the resident batch holds 1's row");
-        assert_eq!(taken.members, [1, 2]);
-        assert!(state.cache_of(1).is_none(), "handed back, not kept");
-        assert!(state.take_own(1).is_none(), "handed back once");
-        assert!(state.take_own(3).is_none(), "3 is not decoding");
     }
 
     #[test]
@@ -393,6 +402,7 @@ mod tests {
                     members: vec![7, 4],
                     lens: vec![3, 6],
                     width: 6,
+                    masks: vec![Vec::new(); 2],
                     kv: vec!["batched".into()],
                 }),
                 parked: Vec::new(),
@@ -485,6 +495,7 @@ mod tests {
                     members: vec![1, 2],
                     lens: vec![3, 3],
                     width: 3,
+                    masks: vec![Vec::new(); 2],
                     kv: vec!["batched".into()],
                 }),
                 parked: Vec::new(),
@@ -530,6 +541,7 @@ mod tests {
                     members: vec![2, 1],
                     lens: vec![4, 6],
                     width: 6,
+                    masks: vec![Vec::new(); 2],
                     kv: vec!["batched".into()],
                 }),
                 parked: vec![cache(3, 5)],
