@@ -300,6 +300,9 @@ fn stop_strings_ending_inside_accepted_runs_end_the_text_there() {
         assert_eq!(b.token_ids, a.token_ids, "stop string {stop:?}");
         assert!(b.stats.accepted_draft_tokens > 0);
         checked += 1;
+        if checked == 10 {
+            break;
+        }
     }
     assert!(checked >= 5, "only {checked} stop strings tried");
 }

@@ -19,6 +19,8 @@ namespace Sphana.Llm
             RepetitionPenalty = 1f;
             AddSpecialTokens = true;
             StopStrings = new List<string>();
+            PromptLookupTokens = DefaultPromptLookupTokens;
+            PromptLookupNgram = 3;
         }
 
         /// <summary>Most tokens to generate (default 256). The EOS that ends generation is not counted.</summary>
@@ -76,6 +78,30 @@ namespace Sphana.Llm
         /// <summary>Most alternatives per position (<c>SPHANA_LLM_MAX_TOP_LOGPROBS</c>).</summary>
         public const int MaxTopLogprobs = 20;
 
+        /// <summary>
+        /// Speculative decoding by prompt lookup: at most this many tokens per step are drafted from an earlier
+        /// occurrence of the text's latest n-gram in the prompt or the answer (a RAG answer copies names, numbers and
+        /// phrases from its context) and verified in one model run; 0 turns it off, at most
+        /// <see cref="MaxPromptLookupTokens"/>, default <see cref="DefaultPromptLookupTokens"/>. The output stays the
+        /// one without it: the same ids for greedy decoding on float models, and for sampling the same ids for the
+        /// same seed. INT8 models (DynamicQuantizeLinear: one activation scale per run) may differ slightly. Works with
+        /// continuous batching. <see cref="GenerationResult.DraftTokens"/> and
+        /// <see cref="GenerationResult.AcceptedDraftTokens"/> tell how it went.
+        /// </summary>
+        public int PromptLookupTokens { get; set; }
+
+        /// <summary>Longest n-gram prompt lookup matches, 1 to <see cref="MaxPromptLookupNgram"/> (default 3).</summary>
+        public int PromptLookupNgram { get; set; }
+
+        /// <summary>Default of <see cref="PromptLookupTokens"/> (<c>SPHANA_LLM_DEFAULT_PROMPT_LOOKUP_TOKENS</c>).</summary>
+        public const int DefaultPromptLookupTokens = 0;
+
+        /// <summary>Most draft tokens per step (<c>SPHANA_LLM_MAX_PROMPT_LOOKUP_TOKENS</c>).</summary>
+        public const int MaxPromptLookupTokens = 64;
+
+        /// <summary>Longest n-gram (<c>SPHANA_LLM_MAX_PROMPT_LOOKUP_NGRAM</c>).</summary>
+        public const int MaxPromptLookupNgram = 16;
+
         /// <summary>The C struct (pointer fields are filled by the caller).</summary>
         internal NativeMethods.GenerateParams ToNative()
         {
@@ -91,6 +117,14 @@ namespace Sphana.Llm
             {
                 throw new ArgumentOutOfRangeException("TopLogprobs", TopLogprobs, "TopLogprobs must not be negative");
             }
+            if (PromptLookupTokens < 0)
+            {
+                throw new ArgumentOutOfRangeException("PromptLookupTokens", PromptLookupTokens, "PromptLookupTokens must not be negative");
+            }
+            if (PromptLookupNgram < 0)
+            {
+                throw new ArgumentOutOfRangeException("PromptLookupNgram", PromptLookupNgram, "PromptLookupNgram must not be negative");
+            }
             NativeMethods.GenerateParams native = NativeMethods.sphana_llm_generate_params_default();
             native.max_new_tokens = (uint)MaxTokens;
             native.temperature = Temperature;
@@ -103,6 +137,8 @@ namespace Sphana.Llm
             native.add_special = AddSpecialTokens ? 1u : 0u;
             native.ignore_eos = IgnoreEos ? 1u : 0u;
             native.top_logprobs = (uint)TopLogprobs;
+            native.prompt_lookup_tokens = new UIntPtr((uint)PromptLookupTokens);
+            native.prompt_lookup_ngram = new UIntPtr((uint)PromptLookupNgram);
             return native;
         }
     }

@@ -38,6 +38,8 @@ namespace Sphana.Llm
             SessionRunMs = stats.session_run_ms;
             BatchedSteps = checked((int)NativeMethods.Long(stats.batched_steps));
             CachedTokens = checked((int)NativeMethods.Long(stats.cached_tokens));
+            DraftTokens = checked((int)NativeMethods.Long(stats.draft_tokens));
+            AcceptedDraftTokens = checked((int)NativeMethods.Long(stats.accepted_draft_tokens));
         }
 
         /// <summary>The generated text (special tokens and the stop string left out).</summary>
@@ -77,6 +79,12 @@ namespace Sphana.Llm
         /// <summary>Prompt positions whose KV cache came from the model's prefix cache instead of the prefill
         /// (<see cref="LlmLoadOptions.PrefixCacheBytes"/>); 0 when it is off.</summary>
         public int CachedTokens { get; private set; }
+
+        /// <summary>Tokens drafted by prompt lookup (<see cref="GenerationOptions.PromptLookupTokens"/>).</summary>
+        public int DraftTokens { get; private set; }
+
+        /// <summary>Drafted tokens that were accepted; each saved one decode step.</summary>
+        public int AcceptedDraftTokens { get; private set; }
 
         /// <summary>Decode speed: tokens after the first per second of <see cref="DecodeMs"/> (0 when unknown).</summary>
         public double TokensPerSecond

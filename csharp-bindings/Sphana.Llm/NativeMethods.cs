@@ -37,7 +37,7 @@ namespace Sphana.Llm
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         internal delegate int TextCallback(IntPtr text, UIntPtr len, IntPtr userData);
 
-        /// <summary>SphanaLlmGenerateParams (96 bytes on x86-64).</summary>
+        /// <summary>SphanaLlmGenerateParams (152 bytes on x86-64).</summary>
         [StructLayout(LayoutKind.Sequential)]
         internal struct GenerateParams
         {
@@ -62,6 +62,8 @@ namespace Sphana.Llm
             public IntPtr out_top_logprobs;
             public UIntPtr out_logprobs_capacity;
             public uint top_logprobs;
+            public UIntPtr prompt_lookup_tokens;
+            public UIntPtr prompt_lookup_ngram;
         }
 
         /// <summary>SphanaLlmGenerateStats.</summary>
@@ -78,6 +80,8 @@ namespace Sphana.Llm
             public UIntPtr text_len;
             public UIntPtr batched_steps;
             public UIntPtr cached_tokens;
+            public UIntPtr draft_tokens;
+            public UIntPtr accepted_draft_tokens;
         }
 
         /// <summary>SphanaLlmLoadOptions.</summary>

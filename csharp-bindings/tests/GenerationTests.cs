@@ -22,6 +22,7 @@ namespace Sphana.Llm.Tests
             Add(tests, "smollm2_repeated_prompt_comes_from_the_prefix_cache", SmolPrefixCache);
             Add(tests, "smollm2_stop_string_is_caught_and_not_emitted", SmolStopString);
             Add(tests, "smollm2_logprobs_pick_the_golden_ids_and_equal_the_score", SmolLogprobs);
+            Add(tests, "smollm2_prompt_lookup_keeps_the_plain_ids", SmolPromptLookup);
             Add(tests, "seeded_sampling_is_reproducible", SeededSampling);
             Add(tests, "cancellation_token_ends_generation_mid_way", CancellationMidGeneration);
             Add(tests, "cancelled_before_start", CancelledBeforeStart);
@@ -134,6 +135,49 @@ namespace Sphana.Llm.Tests
             }
             Check.Equal(0, Fixtures.Smol.Complete(J.Str(golden, "prompt_text"), SmolOptions()).CachedTokens,
                 "the default load has no prefix cache");
+        }
+
+        private static void SmolPromptLookup()
+        {
+            LlmModel model = Fixtures.Smol;
+            // The golden prompt: the same ids as ONNX Runtime Python's greedy loop.
+            object golden = Smol();
+            GenerationOptions options = SmolOptions();
+            Check.Equal(GenerationOptions.DefaultPromptLookupTokens, options.PromptLookupTokens, "the default");
+            options.PromptLookupTokens = 8;
+            GenerationResult golden8 = model.Complete(J.Str(golden, "prompt_text"), options);
+            // The reference's ids end with the EOS that ended it (not part of a result's ids).
+            List<int> reference = J.Ints(J.Get(J.Get(golden, "models"), "fp32"), "new_ids").ToList();
+            Check.Ids(reference.Take(golden8.TokenIds.Count).ToList(), golden8.TokenIds.ToList(), "golden ids with prompt lookup");
+            Check.True(golden8.TokenIds.Count >= reference.Count - 1, "as many ids as the reference");
+            // A RAG question whose answer copies the context: drafts are accepted, the ids are the plain ones.
+            var messages = new List<ChatMessage>
+            {
+                new ChatMessage("user", "Answer the question based on the following context: Context (Score: 0.87) " +
+                    "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It is named " +
+                    "after the engineer Gustave Eiffel, whose company designed and built the tower from 1887 to 1889. " +
+                    "Question: Who designed and built the Eiffel Tower? Answer:"),
+            };
+            var plainOptions = new GenerationOptions { MaxTokens = 60 };
+            GenerationResult plain = model.CompleteChat(messages, plainOptions);
+            Check.Equal(0, plain.DraftTokens, "no drafts when it is off");
+            GenerationResult fast = model.CompleteChat(messages, new GenerationOptions { MaxTokens = 60, PromptLookupTokens = 8 });
+            Check.Ids(plain.TokenIds.ToList(), fast.TokenIds.ToList(), "prompt lookup keeps the plain ids");
+            Check.Equal(plain.Text, fast.Text, "and the text");
+            Check.True(fast.AcceptedDraftTokens > 0 && fast.AcceptedDraftTokens <= fast.DraftTokens,
+                "drafts accepted (" + fast.AcceptedDraftTokens + " of " + fast.DraftTokens + ")");
+            foreach (int bad in new[] { GenerationOptions.MaxPromptLookupTokens + 1 })
+            {
+                try
+                {
+                    model.CompleteChat(messages, new GenerationOptions { MaxTokens = 4, PromptLookupTokens = bad });
+                    throw new Exception("PromptLookupTokens " + bad + " was accepted");
+                }
+                catch (SphanaLlmException e)
+                {
+                    Check.Equal(SphanaLlmStatus.InvalidArgument, e.Status, "too many draft tokens: " + e.Message);
+                }
+            }
         }
 
         private static void SmolLogprobs()

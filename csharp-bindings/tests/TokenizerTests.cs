@@ -79,6 +79,9 @@ namespace Sphana.Llm.Tests
             Check.Equal(defines["SPHANA_LLM_TOKENIZE_PARSE_SPECIAL"], (long)NativeMethods.SPHANA_LLM_TOKENIZE_PARSE_SPECIAL, "TOKENIZE_PARSE_SPECIAL");
             Check.Equal(defines["SPHANA_LLM_DECODE_SKIP_SPECIAL"], (long)NativeMethods.SPHANA_LLM_DECODE_SKIP_SPECIAL, "DECODE_SKIP_SPECIAL");
             Check.Equal(defines["SPHANA_LLM_MAX_TOP_LOGPROBS"], (long)GenerationOptions.MaxTopLogprobs, "MAX_TOP_LOGPROBS");
+            Check.Equal(defines["SPHANA_LLM_DEFAULT_PROMPT_LOOKUP_TOKENS"], (long)GenerationOptions.DefaultPromptLookupTokens, "DEFAULT_PROMPT_LOOKUP_TOKENS");
+            Check.Equal(defines["SPHANA_LLM_MAX_PROMPT_LOOKUP_TOKENS"], (long)GenerationOptions.MaxPromptLookupTokens, "MAX_PROMPT_LOOKUP_TOKENS");
+            Check.Equal(defines["SPHANA_LLM_MAX_PROMPT_LOOKUP_NGRAM"], (long)GenerationOptions.MaxPromptLookupNgram, "MAX_PROMPT_LOOKUP_NGRAM");
             Check.Equal(14 + 5 + 4 + 2 + 7 + 3, checkedCount, "constants compared");
             // The struct kinds of sphana_llm_struct_size: each SPHANA_LLM_STRUCT_* is a NativeMethods constant of that value.
             int structKinds = 0;

@@ -58,6 +58,9 @@ PROVIDER_CUDA = 1
 
 MAX_EOS_IDS = 4096
 MAX_TOP_LOGPROBS = 20
+DEFAULT_PROMPT_LOOKUP_TOKENS = 0
+MAX_PROMPT_LOOKUP_TOKENS = 64
+MAX_PROMPT_LOOKUP_NGRAM = 16
 
 EOS_SOURCE_NONE = 0
 EOS_SOURCE_LOAD_OPTION = 1
@@ -120,6 +123,8 @@ class GenerateParams(ctypes.Structure):
         ("out_top_logprobs", POINTER(c_float)),
         ("out_logprobs_capacity", c_size_t),
         ("top_logprobs", c_uint32),
+        ("prompt_lookup_tokens", c_size_t),
+        ("prompt_lookup_ngram", c_size_t),
     ]
 
 
@@ -136,6 +141,8 @@ class GenerateStats(ctypes.Structure):
         ("text_len", c_size_t),
         ("batched_steps", c_size_t),
         ("cached_tokens", c_size_t),
+        ("draft_tokens", c_size_t),
+        ("accepted_draft_tokens", c_size_t),
     ]
 
 
