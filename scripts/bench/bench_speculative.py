@@ -7,12 +7,14 @@ its own n-gram speculation, side by side in one run, on the same ONNX file and t
                                                [--concurrent 4] [--threads 0] [--json FILE]
 
 Prompts (built here, not written by this project):
-  extractive  20 RAG prompts in Sphana.Database's shape ("Answer the question based on the following
-              context: Context (Score: 0.87) ... Question: ... Answer:"), each with 16 passages (about 900 tokens) that are
-              the first paragraphs of docstrings of Python's standard library (this interpreter's), one of
-              them about the function the question asks for ("What does heapq.nlargest do? Answer with the
-              sentence from the context."), in SmolLM2's chat template (rendered with jinja2 from the model's
-              tokenizer_config.json, ids from HF `tokenizers` on its tokenizer.json).
+  extractive  24 RAG prompts in Sphana.Database's shape ("Answer the question based on the following
+              context: Context (Score: 0.87) ... Question: ... Answer:"), each with 5 passages (300 to 500
+              tokens) from the Python documentation this interpreter ships (pydoc_data.topics, the language
+              reference behind help()), the first one about what the question asks ("What does the context
+              say about attribute access?"), in SmolLM2's chat template (rendered with jinja2 from the model's
+              tokenizer_config.json, ids from HF `tokenizers` on its tokenizer.json). SmolLM2-135M answers
+              them partly by copying and partly in its own words (and sometimes loops, as greedy decoding of
+              a small model does), which is what the acceptance rate reflects.
   open        8 open-ended requests (a story, an explanation, ...), the same template.
 Every side generates greedily up to --new-tokens tokens and stops at the model's EOS, so the answers
 are the model's own; decode tokens/s = (tokens - 1) / the time after the first token, summed over a
@@ -20,7 +22,8 @@ set. Float32 ids must equal across sphana's sides (the test suite proves it toke
 differences are counted (DynamicQuantizeLinear picks one activation scale per run).
 
 Sides (each a long-lived worker process; they take turns prompt by prompt, the order rotating):
-  sphana@V-kN  libsphana_llm.so on ONNX Runtime V (1.23.2 or 1.32.0), prompt_lookup_tokens N (0: off)
+  sphana@V-kN[-nM]  libsphana_llm.so on ONNX Runtime V (1.23.2 or 1.32.0), prompt_lookup_tokens N (0: off),
+               prompt_lookup_ngram M (default 3)
   genai        onnxruntime-genai 0.18.0 (assets/.venv-genai, ORT 1.32.0), default decoding
   genai-ngram  the same with set_speculative_options(ngram_size=3, max_draft_tokens=8), its n-gram
                speculation (batch size 1 only in 0.18)
@@ -62,15 +65,6 @@ DEFAULT_SIDES = "sphana@1.32.0-k0,sphana@1.32.0-k4,sphana@1.32.0-k8,sphana@1.32.
 # ================================================================================================
 # prompts
 
-DOC_MODULES = ["heapq", "bisect", "textwrap", "shutil", "json", "statistics", "functools", "random", "string",
-               "difflib", "fnmatch", "glob", "tempfile", "base64", "os", "os.path", "copy", "pprint", "secrets",
-               "zipfile", "gzip", "csv", "calendar", "html", "ipaddress", "locale", "mimetypes", "shlex", "tarfile",
-               "wave", "itertools", "collections", "operator", "math", "time", "datetime", "re", "struct", "hashlib",
-               "zlib", "bz2", "lzma", "pathlib", "fractions", "decimal", "uuid", "socket", "threading", "queue",
-               "subprocess", "sched", "contextlib", "enum", "typing", "dataclasses", "weakref", "inspect",
-               "traceback", "warnings", "logging", "argparse", "urllib.parse", "http.client", "email.utils",
-               "sqlite3", "pickle", "codecs", "unicodedata", "io", "filecmp", "platform", "array", "types"]
-
 OPEN_ENDED = [
     "Write a short story about a lighthouse keeper who finds a message in a bottle.",
     "Explain why the sky is blue to a ten-year-old.",
@@ -84,34 +78,23 @@ OPEN_ENDED = [
 
 
 def doc_passages() -> list[tuple[str, str]]:
-    """(qualified name, first docstring paragraph, 80 to 420 characters) of standard-library functions,
-    classes and methods, one per distinct paragraph, sorted by name."""
-    import warnings
+    """(subject, paragraph) from the Python documentation this interpreter ships (`pydoc_data.topics`, the
+    language reference's sections behind `help()`): per topic, the first of its 2nd to 4th paragraphs that is
+    prose of 200 to 700 characters (no grammar rules, code or doctest); the subject is the topic's name in
+    words ("attribute-access" -> "attribute access")."""
+    import re
 
-    out: dict[str, str] = {}
-    seen: set[str] = set()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for mod_name in DOC_MODULES:
-            try:
-                mod = importlib.import_module(mod_name)
-            except ImportError:
-                continue
-            for name, obj in sorted(vars(mod).items()):
-                if name.startswith("_"):
-                    continue
-                candidates = [(name, obj)]
-                if inspect.isclass(obj) and getattr(obj, "__module__", "") == mod.__name__:
-                    candidates += [(f"{name}.{a}", b) for a, b in sorted(vars(obj).items())
-                                   if not a.startswith("_") and callable(b)]
-                for qualified, o in candidates:
-                    if not callable(o):
-                        continue
-                    para = " ".join((inspect.getdoc(o) or "").split("\n\n")[0].split())
-                    if 80 <= len(para) <= 420 and ">>>" not in para and para not in seen:
-                        seen.add(para)
-                        out[f"{mod_name}.{qualified}"] = para
-    return sorted(out.items())
+    import pydoc_data.topics
+
+    out = []
+    for name in sorted(pydoc_data.topics.topics):
+        paragraphs = [" ".join(p.split()) for p in pydoc_data.topics.topics[name].split("\n\n")]
+        for p in paragraphs[1:4]:
+            if 200 <= len(p) <= 700 and not re.search(r"[{}\[\]=]{2,}|::=|>>>", p) and p[0].isupper():
+                subject = re.sub(r"^(bltin|typesseq|types|atom)-", "", name).replace("-", " ")
+                out.append((subject, p))
+                break
+    return out
 
 
 def chat_ids(model_dir: str, messages: list[dict]) -> list[int]:
@@ -126,18 +109,17 @@ def chat_ids(model_dir: str, messages: list[dict]) -> list[int]:
     return tok.encode(text, add_special_tokens=False).ids
 
 
-def prompt_sets(model_dir: str, extractive: int = 20, passages: int = 16) -> dict[str, list[list[int]]]:
+def prompt_sets(model_dir: str, extractive: int = 24, passages: int = 5) -> dict[str, list[list[int]]]:
     docs = doc_passages()
-    assert len(docs) >= extractive * 2, f"only {len(docs)} docstrings"
+    assert len(docs) >= extractive * 2, f"only {len(docs)} paragraphs"
     step = len(docs) // extractive
     sets: dict[str, list[list[int]]] = {"extractive": [], "open": []}
     for i in range(extractive):
         target = i * step
-        others = [(target + 1 + j * 7) % len(docs) for j in range(passages - 1)]
-        chosen = others[: i % passages] + [target] + others[i % passages:]
-        context = " ".join(f"Context (Score: {0.91 - 0.03 * k:.2f}) {docs[d][0]}: {docs[d][1]}"
-                           for k, d in enumerate(chosen))
-        question = f"What does {docs[target][0]} do? Answer with the sentence from the context."
+        # The passage that answers first (the best score), then others, as a retriever ranks them.
+        chosen = [target] + [(target + 1 + j * 11) % len(docs) for j in range(passages - 1)]
+        context = " ".join(f"Context (Score: {0.87 - 0.04 * k:.2f}) {docs[d][1]}" for k, d in enumerate(chosen))
+        question = f"What does the context say about {docs[target][0]}?"
         content = f"Answer the question based on the following context: {context} Question: {question} Answer:"
         sets["extractive"].append(chat_ids(model_dir, [{"role": "user", "content": content}]))
     for q in OPEN_ENDED:
@@ -163,7 +145,7 @@ def worker_sphana(args) -> None:
     def one(prompt: list[int], n: int, k: int) -> dict:
         out = (sphana_abi.c_int32 * n)()
         params = abi.generate_params(max_new_tokens=n, out_token_ids=out, out_token_ids_capacity=n,
-                                     prompt_lookup_tokens=k)
+                                     prompt_lookup_tokens=k, prompt_lookup_ngram=args.ngram)
         res = abi.generate_from_ids(handle, prompt, params)
         s = res["stats"]
         return {"ids": list(out)[: s.generated_tokens], "prefill_ms": s.prefill_ms, "decode_ms": s.decode_ms,
@@ -235,9 +217,11 @@ class Worker:
     def __init__(self, side: str, model_key: str, threads: int, lib: str):
         me = os.path.abspath(__file__)
         if side.startswith("sphana@"):
-            version, k = side[len("sphana@"):].split("-k")
+            version, *knobs = side[len("sphana@"):].split("-")
+            k = next((x[1:] for x in knobs if x.startswith("k")), "0")
+            ngram = next((x[1:] for x in knobs if x.startswith("n")), "3")
             cmd = [sys.executable, me, "--worker", "sphana", "--ort-lib", ORT_LIBS[version],
-                   "--model", MODELS[model_key], "--lookup", k]
+                   "--model", MODELS[model_key], "--lookup", k, "--ngram", ngram]
         elif side in ("genai", "genai-ngram"):
             d = genai_model.genai_dir(MODELS[model_key], os.path.join(BENCH_DIR, f"{model_key}-t{threads}"), threads)
             cmd = [GENAI_PY, me, "--worker", "genai", "--model", d, "--lookup", "8" if side == "genai-ngram" else "0"]
@@ -312,6 +296,7 @@ def main() -> None:
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--ort-lib", help=argparse.SUPPRESS)
     ap.add_argument("--lookup", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--ngram", type=int, default=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         {"sphana": worker_sphana, "genai": worker_genai}[args.worker](args)

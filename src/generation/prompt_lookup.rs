@@ -8,7 +8,8 @@
 //! draft, down to one more than the accepted part after a partial one; after
 //! [`MISSES_BEFORE_PAUSE`] drafts in a row with nothing accepted, drafting pauses for a
 //! number of tokens that doubles with every further miss (up to [`LONGEST_PAUSE`]), so an
-//! open-ended answer, whose drafts keep failing, pays for almost none.
+//! open-ended answer, whose drafts keep failing, pays for few (chosen by measurement: longer
+//! pauses cost extractive answers more than they save open-ended ones, BENCHMARKS.md).
 
 /// Longest n-gram looked up by default ([`super::GenerateParams::prompt_lookup_ngram`]).
 pub const DEFAULT_PROMPT_LOOKUP_NGRAM: usize = 3;
@@ -17,9 +18,9 @@ pub const MAX_PROMPT_LOOKUP_NGRAM: usize = 16;
 /// Most draft tokens a request may ask for per step.
 pub const MAX_PROMPT_LOOKUP_TOKENS: usize = 64;
 /// Drafts in a row with no token accepted before drafting pauses.
-pub const MISSES_BEFORE_PAUSE: usize = 2;
+pub const MISSES_BEFORE_PAUSE: usize = 8;
 /// Longest pause, in generated tokens.
-pub const LONGEST_PAUSE: usize = 64;
+pub const LONGEST_PAUSE: usize = 8;
 
 /// The drafting state of one generation.
 #[derive(Debug, Clone)]
@@ -90,7 +91,7 @@ impl PromptLookup {
             self.misses += 1;
             if self.misses >= MISSES_BEFORE_PAUSE {
                 let doublings = (self.misses - MISSES_BEFORE_PAUSE).min(16) as u32;
-                self.pause = (4usize << doublings).min(LONGEST_PAUSE);
+                self.pause = (2usize << doublings).min(LONGEST_PAUSE);
             }
         } else {
             self.misses = 0;
@@ -139,35 +140,31 @@ mod tests {
         lookup.record(8, 2);
         assert_eq!(lookup.draft(&history, 100).len(), 3, "accepted + 1");
         lookup.record(3, 3);
-        assert_eq!(
-            lookup.draft(&history, 100).len(),
-            5,
-            "+2 after a full accept"
-        );
+        assert_eq!(lookup.draft(&history, 100).len(), 5, "+2 after a full accept");
         lookup.record(5, 0);
-        assert_eq!(
-            lookup.draft(&history, 100).len(),
-            1,
-            "one miss: still drafting"
-        );
+        assert_eq!(lookup.draft(&history, 100).len(), 1, "a miss: one token");
+        for _ in 1..MISSES_BEFORE_PAUSE - 1 {
+            lookup.record(1, 0);
+            assert_eq!(lookup.draft(&history, 100).len(), 1, "still drafting");
+        }
         lookup.record(1, 0);
-        for _ in 0..4 {
-            assert!(
-                lookup.draft(&history, 100).is_empty(),
-                "paused after two misses"
-            );
+        for _ in 0..2 {
+            assert!(lookup.draft(&history, 100).is_empty(), "paused");
         }
         assert_eq!(lookup.draft(&history, 100).len(), 1, "the pause ends");
         lookup.record(1, 0);
-        for _ in 0..8 {
+        for _ in 0..4 {
             assert!(lookup.draft(&history, 100).is_empty(), "the pause doubles");
         }
         assert_eq!(lookup.draft(&history, 100).len(), 1);
+        for _ in 0..5 {
+            lookup.record(1, 0);
+            let paused = std::iter::repeat_with(|| lookup.draft(&history, 100))
+                .take_while(|d| d.is_empty())
+                .count();
+            assert!(paused <= LONGEST_PAUSE, "at most {LONGEST_PAUSE}");
+        }
         lookup.record(1, 1);
-        assert_eq!(
-            lookup.draft(&history, 100).len(),
-            3,
-            "a hit ends the pauses"
-        );
+        assert_eq!(lookup.draft(&history, 100).len(), 3, "a hit ends the pauses");
     }
 }
