@@ -140,7 +140,11 @@ mod tests {
         lookup.record(8, 2);
         assert_eq!(lookup.draft(&history, 100).len(), 3, "accepted + 1");
         lookup.record(3, 3);
-        assert_eq!(lookup.draft(&history, 100).len(), 5, "+2 after a full accept");
+        assert_eq!(
+            lookup.draft(&history, 100).len(),
+            5,
+            "+2 after a full accept"
+        );
         lookup.record(5, 0);
         assert_eq!(lookup.draft(&history, 100).len(), 1, "a miss: one token");
         for _ in 1..MISSES_BEFORE_PAUSE - 1 {
@@ -165,6 +169,10 @@ mod tests {
             assert!(paused <= LONGEST_PAUSE, "at most {LONGEST_PAUSE}");
         }
         lookup.record(1, 1);
-        assert_eq!(lookup.draft(&history, 100).len(), 3, "a hit ends the pauses");
+        assert_eq!(
+            lookup.draft(&history, 100).len(),
+            3,
+            "a hit ends the pauses"
+        );
     }
 }
