@@ -125,6 +125,7 @@ rss() {
 rss "$work/micro" "$rss_cycles"
 rss "$root/assets/tokenizers/llama2-spm" $(( rss_cycles / 2 ))
 # Each Llama 3 tiktoken load allocates and frees ~100 MB: glibc's RSS keeps rising for ~50
-# cycles before it settles at ~393 MB (the exact heap check stays tight): allow 32 MiB.
-rss "$root/assets/tokenizers/llama3-tiktoken" $(( rss_cycles / 10 + 20 )) 32768
+# cycles before it settles at 390-410 MB (seen: 34 MiB above the warm-up mark on one run while
+# the heap grew 74 KiB; the exact heap check stays tight): allow 48 MiB.
+rss "$root/assets/tokenizers/llama3-tiktoken" $(( rss_cycles / 10 + 20 )) 49152
 step "leak checks passed"
