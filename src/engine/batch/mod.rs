@@ -132,9 +132,6 @@ impl<'e> DecodeSlot<'e> {
                 "a step needs at least one token".into(),
             ));
         }
-        if self.member.is_none() {
-            return self.engine.forward_keeping(sequence, ids, ids.len(), out);
-        }
         self.submit(sequence, ids.to_vec(), out)
     }
 
