@@ -93,11 +93,15 @@ const SECTIONS: &[(&str, &str, &[&str])] = &[
     (
         "Generating",
         "Text generation with a KV cache: parameters, streaming through a callback, stop\n\
-         conditions, speculative decoding by prompt lookup, statistics, log-probabilities,\n\
+         conditions, structured output (JSON Schema, regex, Lark), speculative decoding by\n\
+         prompt lookup, statistics, log-probabilities,\n\
          scoring a given continuation,\n\
          cancellation from another thread.",
         &[
             "SphanaLlmCancellation",
+            "SphanaLlmConstraint",
+            "SPHANA_LLM_CONSTRAINT_*",
+            "SPHANA_LLM_MAX_CONSTRAINT_BYTES",
             "SphanaLlmGenerateParams",
             "sphana_llm_generate_params_default",
             "sphana_llm_generate_params_init",

@@ -807,7 +807,8 @@ void sphana_llm_stream_decoder_free(struct SphanaLlmStreamDecoder *decoder);
  * 6. Generating
  *
  * Text generation with a KV cache: parameters, streaming through a callback, stop
- * conditions, speculative decoding by prompt lookup, statistics, log-probabilities,
+ * conditions, structured output (JSON Schema, regex, Lark), speculative decoding by
+ * prompt lookup, statistics, log-probabilities,
  * scoring a given continuation,
  * cancellation from another thread.
  * -------------------------------------------------------------------------------------- */
@@ -818,6 +819,63 @@ void sphana_llm_stream_decoder_free(struct SphanaLlmStreamDecoder *decoder);
  * one token. Once cancelled it stays cancelled.
  */
 typedef struct SphanaLlmCancellation SphanaLlmCancellation;
+
+/**
+ * What a generation's text must match (structured output through llguidance). Point
+ * `SphanaLlmGenerateParams.constraint` at one; it is read during the call only. Before a
+ * token is sampled every token the constraint forbids gets probability 0 (before
+ * penalties, temperature, top-k/p and min-p); special tokens are never allowed inside the
+ * text; the model's end-of-sequence ids are allowed only where the text is a complete
+ * match, and the generation ends (`SPHANA_LLM_FINISH_EOS`) as soon as the constraint allows
+ * nothing more. An invalid schema, regex or grammar is `SPHANA_LLM_ERR_INVALID_ARGUMENT`
+ * with a message naming the problem, before anything runs. The first constrained
+ * generation of a handle builds its token trie (tens to hundreds of milliseconds for a
+ * 128k vocabulary), once.
+ */
+typedef struct SphanaLlmConstraint {
+  /**
+   * `sizeof(SphanaLlmConstraint)` as the caller compiled it.
+   */
+  uint32_t struct_size;
+  /**
+   * One of `SPHANA_LLM_CONSTRAINT_*`.
+   */
+  int32_t kind;
+  /**
+   * The schema, regex or grammar: NUL-terminated UTF-8, at most
+   * `SPHANA_LLM_MAX_CONSTRAINT_BYTES` bytes. NULL only for `SPHANA_LLM_CONSTRAINT_JSON_OBJECT`.
+   */
+  const char *text;
+} SphanaLlmConstraint;
+
+/**
+ * Constraint kind: a JSON Schema (`text`: the schema as JSON; the draft 2020-12 subset
+ * llguidance supports — an unsupported keyword is refused, not ignored). The JSON is compact
+ * (`", "` between items, `": "` after keys, no other whitespace) unless the schema has an
+ * `"x-guidance"` object with llguidance's JSON options, e.g. `{"whitespace_flexible": true}`.
+ */
+#define SPHANA_LLM_CONSTRAINT_JSON_SCHEMA 1
+
+/**
+ * Constraint kind: a regular expression the whole text must match (`text`; Rust `regex`
+ * syntax without look-around or back-references).
+ */
+#define SPHANA_LLM_CONSTRAINT_REGEX 2
+
+/**
+ * Constraint kind: a Lark grammar (`text`; llguidance's dialect, start rule `start`).
+ */
+#define SPHANA_LLM_CONSTRAINT_LARK 3
+
+/**
+ * Constraint kind: any JSON object (`text` must be NULL or empty).
+ */
+#define SPHANA_LLM_CONSTRAINT_JSON_OBJECT 4
+
+/**
+ * Most bytes a constraint's `text` may have.
+ */
+#define SPHANA_LLM_MAX_CONSTRAINT_BYTES 262144
 
 /**
  * Generation parameters. Start from `sphana_llm_generate_params_default()`.
@@ -944,6 +1002,12 @@ typedef struct SphanaLlmGenerateParams {
    * (default 3).
    */
   size_t prompt_lookup_ngram;
+  /**
+   * Optional constraint on the generated text (NULL, default: none); see
+   * `SphanaLlmConstraint`. `SphanaLlmGenerateStats.constraint_ms` tells what compiling it
+   * cost. (Added after the fifth release.)
+   */
+  const struct SphanaLlmConstraint *constraint;
 } SphanaLlmGenerateParams;
 
 /**
@@ -993,6 +1057,12 @@ typedef int32_t (*SphanaLlmTextCallback)(const char *text, size_t len, void *use
  * Finish reason: the model's context window (config.json `max_position_embeddings`) is full.
  */
 #define SPHANA_LLM_FINISH_CONTEXT_FULL 4
+
+/**
+ * Finish reason: `max_new_tokens` tokens were generated before the text matched the
+ * constraint (`SphanaLlmGenerateParams.constraint`); the partial text is returned.
+ */
+#define SPHANA_LLM_FINISH_CONSTRAINT_INCOMPLETE 5
 
 /**
  * Figures of one generation, written to the caller's struct (set `struct_size` first;
@@ -1055,6 +1125,12 @@ typedef struct SphanaLlmGenerateStats {
    * Drafted tokens that were accepted; each saved one decode step.
    */
   size_t accepted_draft_tokens;
+  /**
+   * Milliseconds spent compiling `SphanaLlmGenerateParams.constraint` (with the handle's
+   * one-time token trie on its first constrained generation); 0 without one. (Added after
+   * the fifth release.)
+   */
+  double constraint_ms;
 } SphanaLlmGenerateStats;
 
 /**

@@ -19,8 +19,8 @@ pub use chat::{ChatMessage, ChatOptions};
 pub use engine::{EngineOptions, ExecutionProvider};
 pub use error::{Error, Result, Status};
 pub use generation::{
-    CancelToken, FinishReason, Flow, GenerateParams, GenerateStats, Generation, TokenLogprob,
-    TopLogprob,
+    CancelToken, Constraint, FinishReason, Flow, GenerateParams, GenerateStats, Generation,
+    TokenLogprob, TopLogprob, MAX_CONSTRAINT_BYTES,
 };
 pub use model::{LoadOptions, Model};
 pub use tokenizer::eos::EosSource;

@@ -7,6 +7,7 @@ use crate::chat::{ChatFormatter, ChatMessage, ChatOptions};
 pub use crate::engine::ExecutionProvider;
 use crate::engine::{find_onnx_file, Engine, EngineOptions};
 use crate::error::{Error, Result};
+use crate::generation::constraint::GrammarCompilerCell;
 use crate::generation::{generate, Flow, GenerateParams, Generation};
 use crate::model_config::ModelConfig;
 use crate::tokenizer::eos::EosSource;
@@ -136,6 +137,8 @@ pub struct Model {
     engine: Option<Engine>,
     /// The compiled chat template: `None` when the model has none, `Err` when it does not compile.
     chat: Option<std::result::Result<ChatFormatter, String>>,
+    /// Compiles constraints (built on the first constrained generation).
+    grammar: GrammarCompilerCell,
     options: LoadOptions,
     path: PathBuf,
 }
@@ -188,6 +191,7 @@ impl Model {
             tokenizer,
             engine,
             chat,
+            grammar: GrammarCompilerCell::default(),
             options: options.clone(),
             path: path.to_path_buf(),
         })
@@ -259,7 +263,14 @@ impl Model {
     ) -> Result<Generation> {
         let engine = self.require_engine()?;
         let (_, ids) = self.encode_chat(messages, true, options)?;
-        generate::generate(engine, &self.tokenizer, &ids, params, on_text)
+        generate::generate(
+            engine,
+            &self.tokenizer,
+            &self.grammar,
+            &ids,
+            params,
+            on_text,
+        )
     }
 
     /// Tokenizes `prompt` (BOS and special-token parsing as `params` say) and generates.
@@ -277,7 +288,14 @@ impl Model {
                 parse_special: params.parse_special,
             },
         )?;
-        generate::generate(engine, &self.tokenizer, &ids, params, on_text)
+        generate::generate(
+            engine,
+            &self.tokenizer,
+            &self.grammar,
+            &ids,
+            params,
+            on_text,
+        )
     }
 
     /// Generates from prompt ids the caller built (no BOS is added).
@@ -289,7 +307,14 @@ impl Model {
     ) -> Result<Generation> {
         let engine = self.require_engine()?;
         self.tokenizer.check_ids(prompt_ids)?;
-        generate::generate(engine, &self.tokenizer, prompt_ids, params, on_text)
+        generate::generate(
+            engine,
+            &self.tokenizer,
+            &self.grammar,
+            prompt_ids,
+            params,
+            on_text,
+        )
     }
 
     /// The log-probability of each token of `continuation` after `prompt` (ids), with the

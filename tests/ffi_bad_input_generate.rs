@@ -781,6 +781,7 @@ fn cases(fx: &Fixture) -> Vec<Case<'_>> {
                         cached_tokens: 444,
                         draft_tokens: 333,
                         accepted_draft_tokens: 222,
+                        constraint_ms: 111.0,
                     },
                 };
                 let status = unsafe {
@@ -813,7 +814,8 @@ fn cases(fx: &Fixture) -> Vec<Case<'_>> {
                             && s.stats.batched_steps == 555
                             && s.stats.cached_tokens == 444
                             && s.stats.draft_tokens == 333
-                            && s.stats.accepted_draft_tokens == 222,
+                            && s.stats.accepted_draft_tokens == 222
+                            && s.stats.constraint_ms == 111.0,
                         || "wrote past struct_size 16".to_owned(),
                     )
             },

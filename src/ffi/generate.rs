@@ -8,7 +8,7 @@ use super::common::*;
 use super::model::{model_arg, read_versioned_struct, write_versioned_struct, SphanaLlmModel};
 use super::tokenize::ids_arg;
 use crate::error::{Error, Result};
-use crate::generation::{CancelToken, FinishReason, Flow, GenerateParams, Generation};
+use crate::generation::{CancelToken, Constraint, FinishReason, Flow, GenerateParams, Generation};
 
 /// Finish reason: the model produced an end-of-sequence id.
 pub const SPHANA_LLM_FINISH_EOS: i32 = 0;
@@ -20,6 +20,56 @@ pub const SPHANA_LLM_FINISH_LENGTH: i32 = 2;
 pub const SPHANA_LLM_FINISH_CANCELLED: i32 = 3;
 /// Finish reason: the model's context window (config.json `max_position_embeddings`) is full.
 pub const SPHANA_LLM_FINISH_CONTEXT_FULL: i32 = 4;
+/// Finish reason: `max_new_tokens` tokens were generated before the text matched the
+/// constraint (`SphanaLlmGenerateParams.constraint`); the partial text is returned.
+pub const SPHANA_LLM_FINISH_CONSTRAINT_INCOMPLETE: i32 = 5;
+
+/// Constraint kind: a JSON Schema (`text`: the schema as JSON; the draft 2020-12 subset
+/// llguidance supports — an unsupported keyword is refused, not ignored). The JSON is compact
+/// (`", "` between items, `": "` after keys, no other whitespace) unless the schema has an
+/// `"x-guidance"` object with llguidance's JSON options, e.g. `{"whitespace_flexible": true}`.
+pub const SPHANA_LLM_CONSTRAINT_JSON_SCHEMA: i32 = 1;
+/// Constraint kind: a regular expression the whole text must match (`text`; Rust `regex`
+/// syntax without look-around or back-references).
+pub const SPHANA_LLM_CONSTRAINT_REGEX: i32 = 2;
+/// Constraint kind: a Lark grammar (`text`; llguidance's dialect, start rule `start`).
+pub const SPHANA_LLM_CONSTRAINT_LARK: i32 = 3;
+/// Constraint kind: any JSON object (`text` must be NULL or empty).
+pub const SPHANA_LLM_CONSTRAINT_JSON_OBJECT: i32 = 4;
+/// Most bytes a constraint's `text` may have.
+pub const SPHANA_LLM_MAX_CONSTRAINT_BYTES: u32 = 262144;
+const _: () =
+    assert!(SPHANA_LLM_MAX_CONSTRAINT_BYTES as usize == crate::generation::MAX_CONSTRAINT_BYTES);
+
+/// What a generation's text must match (structured output through llguidance). Point
+/// `SphanaLlmGenerateParams.constraint` at one; it is read during the call only. Before a
+/// token is sampled every token the constraint forbids gets probability 0 (before
+/// penalties, temperature, top-k/p and min-p); special tokens are never allowed inside the
+/// text; the model's end-of-sequence ids are allowed only where the text is a complete
+/// match, and the generation ends (`SPHANA_LLM_FINISH_EOS`) as soon as the constraint allows
+/// nothing more. An invalid schema, regex or grammar is `SPHANA_LLM_ERR_INVALID_ARGUMENT`
+/// with a message naming the problem, before anything runs. The first constrained
+/// generation of a handle builds its token trie (tens to hundreds of milliseconds for a
+/// 128k vocabulary), once.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SphanaLlmConstraint {
+    /// `sizeof(SphanaLlmConstraint)` as the caller compiled it.
+    pub struct_size: u32,
+    /// One of `SPHANA_LLM_CONSTRAINT_*`.
+    pub kind: i32,
+    /// The schema, regex or grammar: NUL-terminated UTF-8, at most
+    /// `SPHANA_LLM_MAX_CONSTRAINT_BYTES` bytes. NULL only for `SPHANA_LLM_CONSTRAINT_JSON_OBJECT`.
+    pub text: *const c_char,
+}
+
+impl SphanaLlmConstraint {
+    const EMPTY: Self = Self {
+        struct_size: std::mem::size_of::<Self>() as u32,
+        kind: 0,
+        text: std::ptr::null(),
+    };
+}
 
 /// Receives generated text as it becomes available: `len` bytes of complete UTF-8 at
 /// `text` (also NUL-terminated), valid only during the call. Never part of a stop string.
@@ -114,6 +164,10 @@ pub struct SphanaLlmGenerateParams {
     /// Longest n-gram prompt lookup matches, 1 to `SPHANA_LLM_MAX_PROMPT_LOOKUP_NGRAM`
     /// (default 3).
     pub prompt_lookup_ngram: usize,
+    /// Optional constraint on the generated text (NULL, default: none); see
+    /// `SphanaLlmConstraint`. `SphanaLlmGenerateStats.constraint_ms` tells what compiling it
+    /// cost. (Added after the fifth release.)
+    pub constraint: *const SphanaLlmConstraint,
 }
 
 /// Default of `SphanaLlmGenerateParams.prompt_lookup_tokens` (0: off).
@@ -173,6 +227,10 @@ pub struct SphanaLlmGenerateStats {
     pub draft_tokens: usize,
     /// Drafted tokens that were accepted; each saved one decode step.
     pub accepted_draft_tokens: usize,
+    /// Milliseconds spent compiling `SphanaLlmGenerateParams.constraint` (with the handle's
+    /// one-time token trie on its first constrained generation); 0 without one. (Added after
+    /// the fifth release.)
+    pub constraint_ms: f64,
 }
 
 static CANCELLATIONS: Lazy<Registry<CancelToken>> = Lazy::new(|| Registry::new("cancellation"));
@@ -231,14 +289,16 @@ pub extern "C" fn sphana_llm_generate_params_default() -> SphanaLlmGenerateParam
         top_logprobs: 0,
         prompt_lookup_tokens: d.prompt_lookup_tokens,
         prompt_lookup_ngram: d.prompt_lookup_ngram,
+        constraint: std::ptr::null(),
     }
 }
 
 /// Layouts of `SphanaLlmGenerateParams` before this one (its size then).
-pub(crate) fn generate_params_older_sizes() -> [usize; 2] {
+pub(crate) fn generate_params_older_sizes() -> [usize; 3] {
     [
         std::mem::offset_of!(SphanaLlmGenerateParams, out_logprobs),
         std::mem::offset_of!(SphanaLlmGenerateParams, prompt_lookup_tokens),
+        std::mem::offset_of!(SphanaLlmGenerateParams, constraint),
     ]
 }
 
@@ -431,6 +491,8 @@ unsafe fn params_from_c(
         cancel,
         prompt_lookup_tokens: p.prompt_lookup_tokens,
         prompt_lookup_ngram: p.prompt_lookup_ngram,
+        // SAFETY: forwarded contract.
+        constraint: unsafe { constraint_from_c(p.constraint) }?,
     };
     params.validate()?;
     Ok((
@@ -443,6 +505,55 @@ unsafe fn params_from_c(
     ))
 }
 
+/// Reads `SphanaLlmGenerateParams.constraint`.
+///
+/// # Safety
+/// `constraint` must be NULL or point to a struct of its declared `struct_size` whose `text`
+/// is NULL or NUL-terminated.
+unsafe fn constraint_from_c(constraint: *const SphanaLlmConstraint) -> Result<Option<Constraint>> {
+    if constraint.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: forwarded contract.
+    let c = unsafe {
+        read_versioned_struct(
+            constraint,
+            "SphanaLlmConstraint",
+            SphanaLlmConstraint::EMPTY,
+            &[],
+        )
+    }?;
+    let text = if c.text.is_null() {
+        None
+    } else {
+        // SAFETY: NUL-terminated per the contract.
+        Some(unsafe { cstr_arg(c.text, "constraint.text") }?.to_owned())
+    };
+    let needs_text = |make: fn(String) -> Constraint| {
+        text.clone()
+            .map(make)
+            .ok_or_else(|| Error::InvalidArgument("SphanaLlmConstraint.text is NULL".into()))
+    };
+    Ok(Some(match c.kind {
+        SPHANA_LLM_CONSTRAINT_JSON_SCHEMA => needs_text(Constraint::JsonSchema)?,
+        SPHANA_LLM_CONSTRAINT_REGEX => needs_text(Constraint::Regex)?,
+        SPHANA_LLM_CONSTRAINT_LARK => needs_text(Constraint::Lark)?,
+        SPHANA_LLM_CONSTRAINT_JSON_OBJECT => {
+            if text.as_deref().is_some_and(|t| !t.is_empty()) {
+                return Err(Error::InvalidArgument(
+                    "SPHANA_LLM_CONSTRAINT_JSON_OBJECT takes no text (pass a JSON Schema as SPHANA_LLM_CONSTRAINT_JSON_SCHEMA)".into(),
+                ));
+            }
+            Constraint::JsonObject
+        }
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "SphanaLlmConstraint.kind {other} is not one of SPHANA_LLM_CONSTRAINT_*"
+            )))
+        }
+    }))
+}
+
 fn finish_code(reason: FinishReason) -> i32 {
     match reason {
         FinishReason::Eos => SPHANA_LLM_FINISH_EOS,
@@ -450,6 +561,7 @@ fn finish_code(reason: FinishReason) -> i32 {
         FinishReason::Length => SPHANA_LLM_FINISH_LENGTH,
         FinishReason::Cancelled => SPHANA_LLM_FINISH_CANCELLED,
         FinishReason::ContextFull => SPHANA_LLM_FINISH_CONTEXT_FULL,
+        FinishReason::ConstraintIncomplete => SPHANA_LLM_FINISH_CONSTRAINT_INCOMPLETE,
     }
 }
 
@@ -542,6 +654,7 @@ pub(crate) unsafe fn run_generation(
             cached_tokens: s.cached_tokens,
             draft_tokens: s.draft_tokens,
             accepted_draft_tokens: s.accepted_draft_tokens,
+            constraint_ms: s.constraint_ms,
         };
         let bytes = (declared as usize).min(std::mem::size_of::<SphanaLlmGenerateStats>());
         // SAFETY: the caller's struct holds `declared` bytes; we copy at most that many.

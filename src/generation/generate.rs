@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use super::constraint::{Allowed, ConstraintState, GrammarCompilerCell};
 use super::logprobs::token_logprob;
 use super::prompt_lookup::PromptLookup;
 use super::sampling::Sampler;
@@ -16,9 +17,12 @@ use crate::tokenizer::Tokenizer;
 
 /// Generates a continuation of `prompt_ids` with `engine`, streaming complete UTF-8 text
 /// to `on_text` (never any part of a stop string; the chunks concatenate to the result text).
+/// A constraint in `params` is compiled with `grammar` (built on first use) before anything
+/// runs.
 pub fn generate(
     engine: &Engine,
     tokenizer: &std::sync::Arc<Tokenizer>,
+    grammar: &GrammarCompilerCell,
     prompt_ids: &[u32],
     params: &GenerateParams,
     on_text: &mut dyn FnMut(&str) -> Flow,
@@ -57,6 +61,14 @@ pub fn generate(
     if params.prompt_lookup_tokens > 0 {
         positions = positions.saturating_add(MAX_KV_HOLES);
     }
+    let (mut constraint, constraint_ms) = match &params.constraint {
+        Some(c) => {
+            let started = Instant::now();
+            let state = grammar.get(tokenizer)?.compile(c)?;
+            (Some(state), started.elapsed().as_secs_f64() * 1e3)
+        }
+        None => (None, 0.0),
+    };
     let _kv = engine.reserve_kv(positions)?;
 
     let mut sampler = Sampler::new(params, embeddable);
@@ -76,6 +88,13 @@ pub fn generate(
     let mut draft: Vec<u32> = Vec::new();
     let (mut drafted_total, mut accepted_total) = (0, 0);
     let cancelled = || params.cancel.as_ref().is_some_and(|c| c.is_cancelled());
+    // The ids that end the text: none when the caller ignores EOS (a constraint still ends
+    // the generation when its grammar is complete).
+    let eos_ids: &[u32] = if params.ignore_eos {
+        &[]
+    } else {
+        tokenizer.eos_ids()
+    };
 
     let mut emit = |chunk: &str, text: &mut String| -> Flow {
         if chunk.is_empty() {
@@ -92,7 +111,9 @@ pub fn generate(
     } else if params.max_new_tokens == 0 {
         Some(FinishReason::Length)
     } else {
-        cached_tokens = engine.prefill(&mut sequence, prompt_ids)?;
+        cached_tokens = beside_mask(constraint.as_mut(), || {
+            engine.prefill(&mut sequence, prompt_ids)
+        })?;
         None
     };
     let prefill_done = Instant::now();
@@ -120,11 +141,24 @@ pub fn generate(
                 raw.clear();
                 raw.extend_from_slice(row);
             }
+            if let Some(c) = constraint.as_mut() {
+                if c.apply(row, eos_ids)? == Allowed::EndOnly {
+                    finish = Some(FinishReason::Eos);
+                    break;
+                }
+            }
             let id = sampler.sample(row, &history);
-            if !params.ignore_eos && tokenizer.eos_ids().contains(&id) {
+            if eos_ids.contains(&id) {
                 finish = Some(FinishReason::Eos);
                 break;
             }
+            let grammar_done = match constraint.as_mut() {
+                Some(c) => {
+                    c.consume(id)?;
+                    c.is_stopped()
+                }
+                None => false,
+            };
             history.push(id);
             let in_cache = draft.get(i) == Some(&id);
             if in_cache {
@@ -140,8 +174,15 @@ pub fn generate(
                 finish = Some(FinishReason::Cancelled);
             } else if step.stopped {
                 finish = Some(FinishReason::StopString);
+            } else if grammar_done {
+                finish = Some(FinishReason::Eos);
             } else if generated >= params.max_new_tokens {
-                finish = Some(FinishReason::Length);
+                let incomplete = constraint.as_mut().is_some_and(|c| !c.is_accepting());
+                finish = Some(if incomplete {
+                    FinishReason::ConstraintIncomplete
+                } else {
+                    FinishReason::Length
+                });
             } else if context.is_some_and(|c| history.len() >= c) {
                 finish = Some(FinishReason::ContextFull);
             }
@@ -168,15 +209,23 @@ pub fn generate(
         if let Some(c) = context {
             room = room.min(c.saturating_sub(history.len()));
         }
-        let proposal = lookup.draft(&history, room);
+        let mut proposal = lookup.draft(&history, room);
+        if let Some(c) = constraint.as_mut() {
+            // Verify only what the grammar could keep.
+            let valid = c.valid_prefix(&proposal)?;
+            proposal.truncate(valid);
+        }
+        // The grammar's next mask is computed while the model runs.
         if !proposal.is_empty() {
             let mut ids = Vec::with_capacity(proposal.len() + 1);
             ids.push(next);
             ids.extend_from_slice(&proposal);
-            vocab = slot.step_many(&mut sequence, &ids, &mut verified)?;
+            vocab = beside_mask(constraint.as_mut(), || {
+                slot.step_many(&mut sequence, &ids, &mut verified)
+            })?;
             draft = proposal;
         } else {
-            slot.step(&mut sequence, next)?;
+            beside_mask(constraint.as_mut(), || slot.step(&mut sequence, next))?;
         }
     }
     // Keeps prompt + answer in the prefix cache (if on) for the next turn; leaves the batch.
@@ -185,7 +234,10 @@ pub fn generate(
     let finish = finish.unwrap_or(FinishReason::Length);
     if matches!(
         finish,
-        FinishReason::Eos | FinishReason::Length | FinishReason::ContextFull
+        FinishReason::Eos
+            | FinishReason::Length
+            | FinishReason::ContextFull
+            | FinishReason::ConstraintIncomplete
     ) {
         // Release text held back for an incomplete character or a possible stop string.
         let tail = decoder.flush()?;
@@ -209,6 +261,33 @@ pub fn generate(
             cached_tokens,
             draft_tokens: drafted_total,
             accepted_draft_tokens: accepted_total,
+            constraint_ms,
         },
+    })
+}
+
+/// Runs `step` (a forward pass) while another thread computes the constraint's next mask,
+/// so the mask costs little wall time. Without a constraint, or when no thread can be
+/// started, `step` runs alone and the mask is computed when it is needed.
+fn beside_mask<T>(
+    constraint: Option<&mut ConstraintState>,
+    step: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let Some(c) = constraint else {
+        return step();
+    };
+    std::thread::scope(|scope| {
+        let helper = std::thread::Builder::new()
+            .name("sphana-llm-mask".into())
+            .spawn_scoped(scope, || c.prepare());
+        let stepped = step();
+        let masked = match helper {
+            Ok(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(Error::Internal("the mask thread panicked".into()))),
+            Err(_) => Ok(()),
+        };
+        let value = stepped?;
+        masked.map(|()| value)
     })
 }

@@ -5,8 +5,10 @@
 //! * [`generate`] — the loop: prefill, decode steps, streaming text, finish reasons;
 //! * [`prompt_lookup`] — drafting tokens for speculative decoding;
 //! * [`logprobs`] — the model's log-probabilities of tokens;
-//! * [`score`] — log-probabilities of a given continuation in one run.
+//! * [`score`] — log-probabilities of a given continuation in one run;
+//! * [`constraint`] — structured output (JSON Schema, regex, Lark) through llguidance.
 
+pub mod constraint;
 pub mod generate;
 pub mod logprobs;
 pub mod prompt_lookup;
@@ -14,6 +16,7 @@ pub mod sampling;
 pub mod score;
 pub mod stopping;
 
+pub use constraint::{Constraint, GrammarCompiler, MAX_CONSTRAINT_BYTES};
 pub use logprobs::{TokenLogprob, TopLogprob, MAX_TOP_LOGPROBS};
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,6 +71,12 @@ pub struct GenerateParams {
     /// Longest n-gram the lookup matches (1 to
     /// [`prompt_lookup::MAX_PROMPT_LOOKUP_NGRAM`]).
     pub prompt_lookup_ngram: usize,
+    /// What the text must match ([`constraint`]): a JSON Schema, a regular expression, a
+    /// Lark grammar or any JSON object. The model's distribution is masked to the tokens the
+    /// grammar allows before any sampling step; generation ends when the grammar is
+    /// complete (finish reason `Eos`), or with `ConstraintIncomplete` when
+    /// `max_new_tokens` runs out first. Log-probabilities stay the model's own (unmasked).
+    pub constraint: Option<Constraint>,
 }
 
 impl Default for GenerateParams {
@@ -89,6 +98,7 @@ impl Default for GenerateParams {
             top_logprobs: 0,
             prompt_lookup_tokens: DEFAULT_PROMPT_LOOKUP_TOKENS,
             prompt_lookup_ngram: prompt_lookup::DEFAULT_PROMPT_LOOKUP_NGRAM,
+            constraint: None,
         }
     }
 }
@@ -139,6 +149,9 @@ impl GenerateParams {
                 self.prompt_lookup_ngram
             ));
         }
+        if let Some(c) = &self.constraint {
+            c.validate()?;
+        }
         if self.stop_strings.len() > MAX_STOP_STRINGS {
             return bad(format!(
                 "at most {MAX_STOP_STRINGS} stop strings (got {})",
@@ -163,7 +176,8 @@ impl GenerateParams {
 #[repr(i32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishReason {
-    /// The model produced an EOS id.
+    /// The model produced an EOS id, or its constraint's grammar was complete and allowed
+    /// nothing more.
     Eos = 0,
     /// The text reached a stop string.
     StopString = 1,
@@ -173,6 +187,9 @@ pub enum FinishReason {
     Cancelled = 3,
     /// The model's context window is full.
     ContextFull = 4,
+    /// `max_new_tokens` were generated before the constraint's grammar was complete: the
+    /// text is the partial match so far.
+    ConstraintIncomplete = 5,
 }
 
 /// Figures of one generation.
@@ -200,6 +217,9 @@ pub struct GenerateStats {
     pub draft_tokens: usize,
     /// Drafted tokens that were accepted (each saved one decode step).
     pub accepted_draft_tokens: usize,
+    /// Milliseconds compiling the constraint before the prefill (0 without one); the
+    /// model's first constrained generation also builds its token trie here.
+    pub constraint_ms: f64,
 }
 
 /// The result of one generation.

@@ -209,6 +209,12 @@ impl HfTokenizer {
         self.parsing_special.id_to_token(id)
     }
 
+    /// The decoder's description (its `tokenizer.json` form), if the tokenizer has one.
+    pub(crate) fn decoder_json(&self) -> Option<serde_json::Value> {
+        let decoder = self.parsing_special.get_decoder()?;
+        serde_json::to_value(decoder).ok()
+    }
+
     /// Ids of the added tokens marked `special`, with their text.
     pub(crate) fn special_tokens(&self) -> Vec<(u32, String)> {
         let mut specials: Vec<(u32, String)> = self

@@ -8,6 +8,7 @@
 //!   check of a `tokenizer.json`, one file each); `byte_level` — the byte map and Llama 3
 //!   constants the byte-level tokenizers share;
 //! * [`config`] — `tokenizer_config.json` (special tokens, chat template);
+//! * `token_bytes` — the exact bytes of every token, for constrained decoding;
 //! * [`eos`] — the end-of-generation set and where it came from (derived from the vocabulary
 //!   when no file names one).
 
@@ -19,6 +20,7 @@ pub(crate) mod hf_json;
 pub(crate) mod sentencepiece;
 pub mod stream;
 pub mod tiktoken;
+pub(crate) mod token_bytes;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -454,6 +456,17 @@ impl Tokenizer {
     /// Number of ids, including added and special tokens.
     pub fn vocab_size(&self) -> usize {
         self.vocab_size
+    }
+
+    /// The bytes each id stands for inside a text, by id (what constrained decoding matches
+    /// grammars against): `None` for special tokens, unknown/unused pieces and unassigned
+    /// ids. Byte-level tokens may hold part of a UTF-8 character. [`Error::Unsupported`]
+    /// for a `tokenizer.json` whose decoder is neither byte-level nor SentencePiece-style.
+    pub fn token_bytes(&self) -> Result<Vec<Option<Vec<u8>>>> {
+        match &self.backend {
+            Backend::Hf(hf) => token_bytes::hf_table(hf, self.vocab_size, |id| self.is_special(id)),
+            Backend::SentencePiece { spm, .. } => Ok(token_bytes::spm_table(spm)),
+        }
     }
 
     /// The beginning-of-sequence id, if the tokenizer has one.

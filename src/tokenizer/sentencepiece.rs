@@ -287,6 +287,11 @@ impl SpmTokenizer {
         self.pieces.get(id as usize).map(|(t, _)| t.clone())
     }
 
+    /// Every piece with its type, by id.
+    pub(crate) fn pieces(&self) -> &[(String, PieceType)] {
+        &self.pieces
+    }
+
     /// Control and unknown pieces, with their text.
     pub(crate) fn special_tokens(&self) -> Vec<(u32, String)> {
         self.pieces
