@@ -1379,6 +1379,11 @@ const char *sphana_llm_last_error(void);
 #define SPHANA_LLM_STRUCT_CHAT_MESSAGE 6
 
 /**
+ * `SphanaLlmConstraint`, for `sphana_llm_struct_size`.
+ */
+#define SPHANA_LLM_STRUCT_CONSTRAINT 7
+
+/**
  * Writes to `*out_size` the size in bytes (`sizeof`) of a struct of this library's
  * version: `kind` is one of the `SPHANA_LLM_STRUCT_*` constants. A binding that declares
  * the structs itself (C#, Python ctypes) compares its own sizes with these at start-up.

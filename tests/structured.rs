@@ -718,3 +718,65 @@ fn token_bytes_concatenate_to_the_decoded_text_for_every_tokenizer() {
         }
     }
 }
+
+/// The CLI's `--json-schema FILE`, `--regex`, `--grammar FILE` and `--json-object`: the
+/// printed answer validates; two constraints at once, or a bad one, are refused.
+#[test]
+fn cli_constraint_flags() {
+    let exe = env!("CARGO_BIN_EXE_sphana-llm");
+    let dir = std::env::temp_dir().join(format!("sphana-structured-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let schema = schemas()[3].1.to_string();
+    let grammar = lark_grammars()[0];
+    std::fs::write(dir.join("schema.json"), &schema).unwrap();
+    std::fs::write(dir.join("grammar.lark"), grammar).unwrap();
+    let run = |flags: &[&str]| {
+        let mut command = Command::new(exe);
+        command
+            .arg("chat")
+            .arg("--model")
+            .arg(common::model_dir(FP32))
+            .arg("--ort")
+            .arg(common::ort_library())
+            .args(["--max-new-tokens", "120"])
+            .args(flags)
+            .arg(PROMPTS[0]);
+        let out = command.output().expect("sphana-llm");
+        (
+            out.status.success(),
+            String::from_utf8(out.stdout).unwrap().trim_end().to_owned(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let schema_path = dir.join("schema.json").to_string_lossy().into_owned();
+    let grammar_path = dir.join("grammar.lark").to_string_lossy().into_owned();
+    let regex = regexes()[2];
+    let mut outputs = Vec::new();
+    for (flags, constraint) in [
+        (
+            vec!["--json-schema", &*schema_path],
+            Constraint::JsonSchema(schema.clone()),
+        ),
+        (vec!["--regex", regex], Constraint::Regex(regex.into())),
+        (
+            vec!["--grammar", &*grammar_path],
+            Constraint::Lark(grammar.into()),
+        ),
+        (vec!["--json-object"], Constraint::JsonObject),
+    ] {
+        let (ok, stdout, stderr) = run(&flags);
+        assert!(ok, "{flags:?}: {stderr}");
+        assert!(stderr.contains("finish: Eos"), "{flags:?}: {stderr}");
+        assert!(stderr.contains("constraint compiled in"), "{stderr}");
+        outputs.push(Output::new(format!("cli {flags:?}"), &constraint, stdout));
+    }
+    assert_all_valid(&outputs);
+    let (ok, _, stderr) = run(&["--regex", "a+", "--json-object"]);
+    assert!(!ok && stderr.contains("cannot be used with"), "{stderr}");
+    let (ok, _, stderr) = run(&["--regex", "(a"]);
+    assert!(
+        !ok && stderr.contains("invalid regular expression"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

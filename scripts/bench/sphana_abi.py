@@ -47,6 +47,13 @@ FINISH_STOP_STRING = 1
 FINISH_LENGTH = 2
 FINISH_CANCELLED = 3
 FINISH_CONTEXT_FULL = 4
+FINISH_CONSTRAINT_INCOMPLETE = 5
+
+CONSTRAINT_JSON_SCHEMA = 1
+CONSTRAINT_REGEX = 2
+CONSTRAINT_LARK = 3
+CONSTRAINT_JSON_OBJECT = 4
+MAX_CONSTRAINT_BYTES = 262144
 
 FORMAT_AUTO = 0
 FORMAT_HF_JSON = 1
@@ -80,6 +87,7 @@ STRUCT_GENERATE_STATS = 3
 STRUCT_TOKEN_SPAN = 4
 STRUCT_TOKEN_BATCH = 5
 STRUCT_CHAT_MESSAGE = 6
+STRUCT_CONSTRAINT = 7
 
 TOKENIZE_ADD_SPECIAL = 1
 TOKENIZE_PARSE_SPECIAL = 2
@@ -96,6 +104,15 @@ class ChatMessage(ctypes.Structure):
         ("role_len", c_size_t),
         ("content", c_char_p),
         ("content_len", c_size_t),
+    ]
+
+
+class Constraint(ctypes.Structure):
+    c_name = "SphanaLlmConstraint"
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("kind", c_int32),
+        ("text", c_char_p),
     ]
 
 
@@ -125,6 +142,7 @@ class GenerateParams(ctypes.Structure):
         ("top_logprobs", c_uint32),
         ("prompt_lookup_tokens", c_size_t),
         ("prompt_lookup_ngram", c_size_t),
+        ("constraint", POINTER(Constraint)),
     ]
 
 
@@ -143,6 +161,7 @@ class GenerateStats(ctypes.Structure):
         ("cached_tokens", c_size_t),
         ("draft_tokens", c_size_t),
         ("accepted_draft_tokens", c_size_t),
+        ("constraint_ms", c_double),
     ]
 
 
@@ -197,6 +216,7 @@ STRUCTS = {
     STRUCT_TOKEN_SPAN: TokenSpan,
     STRUCT_TOKEN_BATCH: TokenBatch,
     STRUCT_CHAT_MESSAGE: ChatMessage,
+    STRUCT_CONSTRAINT: Constraint,
 }
 
 # SphanaLlmTextCallback: (text, len, user_data) -> 0 to go on. The text may hold NUL bytes: read len bytes.

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 use sphana_llm::{
-    ChatMessage, ChatOptions, EncodeOptions, ExecutionProvider, Flow, GenerateParams, Generation,
-    LoadOptions, Model, TokenLogprob, Tokenizer, TokenizerFormat,
+    ChatMessage, ChatOptions, Constraint, EncodeOptions, ExecutionProvider, Flow, GenerateParams,
+    Generation, LoadOptions, Model, TokenLogprob, Tokenizer, TokenizerFormat,
 };
 
 #[derive(Parser)]
@@ -199,6 +199,18 @@ struct GenerationArgs {
     /// Longest n-gram prompt lookup matches.
     #[arg(long, value_name = "N", default_value_t = sphana_llm::generation::prompt_lookup::DEFAULT_PROMPT_LOOKUP_NGRAM)]
     prompt_lookup_ngram: usize,
+    /// Constrain the answer to the JSON Schema in FILE (structured output).
+    #[arg(long, value_name = "FILE", group = "constraint")]
+    json_schema: Option<PathBuf>,
+    /// Constrain the answer to match the regular expression RX as a whole.
+    #[arg(long, value_name = "RX", group = "constraint")]
+    regex: Option<String>,
+    /// Constrain the answer to the Lark grammar in FILE (start rule `start`).
+    #[arg(long, value_name = "FILE", group = "constraint")]
+    grammar: Option<PathBuf>,
+    /// Constrain the answer to any JSON object.
+    #[arg(long, group = "constraint")]
+    json_object: bool,
 }
 
 fn parse_format(s: &str) -> Result<TokenizerFormat, String> {
@@ -213,8 +225,26 @@ fn parse_format(s: &str) -> Result<TokenizerFormat, String> {
 }
 
 impl GenerationArgs {
-    fn params(&self) -> GenerateParams {
-        GenerateParams {
+    /// The constraint the flags ask for (reading its file).
+    fn constraint(&self) -> CliResult<Option<Constraint>> {
+        let read = |path: &PathBuf| {
+            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+        };
+        Ok(if let Some(path) = &self.json_schema {
+            Some(Constraint::JsonSchema(read(path)?))
+        } else if let Some(path) = &self.grammar {
+            Some(Constraint::Lark(read(path)?))
+        } else if let Some(rx) = &self.regex {
+            Some(Constraint::Regex(rx.clone()))
+        } else if self.json_object {
+            Some(Constraint::JsonObject)
+        } else {
+            None
+        })
+    }
+
+    fn params(&self) -> CliResult<GenerateParams> {
+        Ok(GenerateParams {
             max_new_tokens: self.max_new_tokens,
             temperature: self.temperature,
             top_k: self.top_k,
@@ -228,8 +258,9 @@ impl GenerationArgs {
             top_logprobs: self.logprobs.unwrap_or(0),
             prompt_lookup_tokens: self.prompt_lookup,
             prompt_lookup_ngram: self.prompt_lookup_ngram,
+            constraint: self.constraint()?,
             ..Default::default()
-        }
+        })
     }
 }
 
@@ -356,6 +387,11 @@ fn print_stats(result: &Generation) {
         0 => String::new(),
         n => format!("; {n} prompt tokens from the prefix cache"),
     };
+    let constraint = if s.constraint_ms > 0.0 {
+        format!("; constraint compiled in {:.1} ms", s.constraint_ms)
+    } else {
+        String::new()
+    };
     let drafts = match s.draft_tokens {
         0 => String::new(),
         n => format!(
@@ -364,7 +400,7 @@ fn print_stats(result: &Generation) {
         ),
     };
     eprintln!(
-        "[{} prompt tokens, {} generated, finish: {:?}; prefill {:.0} ms ({:.1} tok/s), {decode}{cached}{drafts}]",
+        "[{} prompt tokens, {} generated, finish: {:?}; prefill {:.0} ms ({:.1} tok/s), {decode}{cached}{drafts}{constraint}]",
         s.prompt_tokens,
         s.generated_tokens,
         s.finish_reason,
@@ -443,7 +479,7 @@ fn run(cli: Cli) -> CliResult<()> {
             let params = GenerateParams {
                 parse_special,
                 add_special: !no_bos,
-                ..generation.params()
+                ..generation.params()?
             };
             generate_and_print(&model, &params, |on_text| {
                 model.generate(&prompt, &params, on_text)
@@ -457,7 +493,7 @@ fn run(cli: Cli) -> CliResult<()> {
             question,
         } => {
             let model = load(&model)?;
-            let params = generation.params();
+            let params = generation.params()?;
             let mut messages: Vec<ChatMessage> = system
                 .into_iter()
                 .map(|s| ChatMessage::new("system", s))

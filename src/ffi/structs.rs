@@ -5,7 +5,7 @@ use std::mem::size_of;
 
 use super::chat::SphanaLlmChatMessage;
 use super::common::{guard, non_null};
-use super::generate::{SphanaLlmGenerateParams, SphanaLlmGenerateStats};
+use super::generate::{SphanaLlmConstraint, SphanaLlmGenerateParams, SphanaLlmGenerateStats};
 use super::model::SphanaLlmLoadOptions;
 use super::tokenize::{SphanaLlmTokenBatch, SphanaLlmTokenSpan};
 use crate::error::Error;
@@ -22,6 +22,8 @@ pub const SPHANA_LLM_STRUCT_TOKEN_SPAN: u32 = 4;
 pub const SPHANA_LLM_STRUCT_TOKEN_BATCH: u32 = 5;
 /// `SphanaLlmChatMessage`, for `sphana_llm_struct_size`.
 pub const SPHANA_LLM_STRUCT_CHAT_MESSAGE: u32 = 6;
+/// `SphanaLlmConstraint`, for `sphana_llm_struct_size`.
+pub const SPHANA_LLM_STRUCT_CONSTRAINT: u32 = 7;
 
 /// Writes to `*out_size` the size in bytes (`sizeof`) of a struct of this library's
 /// version: `kind` is one of the `SPHANA_LLM_STRUCT_*` constants. A binding that declares
@@ -42,9 +44,10 @@ pub unsafe extern "C" fn sphana_llm_struct_size(kind: u32, out_size: *mut usize)
             SPHANA_LLM_STRUCT_TOKEN_SPAN => size_of::<SphanaLlmTokenSpan>(),
             SPHANA_LLM_STRUCT_TOKEN_BATCH => size_of::<SphanaLlmTokenBatch>(),
             SPHANA_LLM_STRUCT_CHAT_MESSAGE => size_of::<SphanaLlmChatMessage>(),
+            SPHANA_LLM_STRUCT_CONSTRAINT => size_of::<SphanaLlmConstraint>(),
             other => {
                 return Err(Error::InvalidArgument(format!(
-                    "unknown struct kind {other}: expected one of the SPHANA_LLM_STRUCT_* constants (1 to 6)"
+                    "unknown struct kind {other}: expected one of the SPHANA_LLM_STRUCT_* constants (1 to 7)"
                 )))
             }
         };

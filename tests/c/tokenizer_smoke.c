@@ -404,6 +404,26 @@ static void check_generation(void) {
     sphana_llm_cancellation_free(cancel);
     params.cancel = NULL;
 
+    /* Structured output: a regex constraint; the answer matches it, as C sees it. */
+    SphanaLlmConstraint yes_no = {sizeof(SphanaLlmConstraint), SPHANA_LLM_CONSTRAINT_REGEX, "(Yes|No), [a-z]{2,12}\\."};
+    params.constraint = &yes_no;
+    text = NULL;
+    memset(&stats, 0, sizeof stats);
+    stats.struct_size = sizeof stats;
+    EXPECT_STATUS(sphana_llm_generate(smol, prompt, strlen(prompt), &params, NULL, NULL, &text, &stats),
+                  SPHANA_LLM_OK, "generate with a regex constraint");
+    CHECK(text != NULL && (strncmp(text, "Yes, ", 5) == 0 || strncmp(text, "No, ", 4) == 0) &&
+              text[strlen(text) - 1] == '.',
+          "constrained answer \"%s\"", text ? text : "(NULL)");
+    CHECK(stats.finish_reason == SPHANA_LLM_FINISH_EOS && stats.constraint_ms > 0.0, "finish %d, constraint %.1f ms",
+          (int)stats.finish_reason, stats.constraint_ms);
+    sphana_llm_string_free(text);
+    SphanaLlmConstraint broken = {sizeof(SphanaLlmConstraint), SPHANA_LLM_CONSTRAINT_REGEX, "(Yes|No"};
+    params.constraint = &broken;
+    EXPECT_ERROR(sphana_llm_generate(smol, prompt, strlen(prompt), &params, NULL, NULL, NULL, NULL),
+                 SPHANA_LLM_ERR_INVALID_ARGUMENT, "invalid regular expression", "generate with an invalid regex");
+    params.constraint = NULL;
+
     /* Bad parameters are rejected with a message. */
     params.top_p = 0.0f;
     EXPECT_ERROR(sphana_llm_generate(smol, prompt, strlen(prompt), &params, NULL, NULL, NULL, NULL),
@@ -462,6 +482,7 @@ int main(int argc, char **argv) {
             {SPHANA_LLM_STRUCT_TOKEN_SPAN, sizeof(SphanaLlmTokenSpan), "SphanaLlmTokenSpan"},
             {SPHANA_LLM_STRUCT_TOKEN_BATCH, sizeof(SphanaLlmTokenBatch), "SphanaLlmTokenBatch"},
             {SPHANA_LLM_STRUCT_CHAT_MESSAGE, sizeof(SphanaLlmChatMessage), "SphanaLlmChatMessage"},
+            {SPHANA_LLM_STRUCT_CONSTRAINT, sizeof(SphanaLlmConstraint), "SphanaLlmConstraint"},
         };
         for (size_t i = 0; i < sizeof structs / sizeof structs[0]; i++) {
             size_t size = 0;
@@ -472,8 +493,8 @@ int main(int argc, char **argv) {
         size_t untouched = 12345;
         EXPECT_ERROR(sphana_llm_struct_size(0, &untouched), SPHANA_LLM_ERR_INVALID_ARGUMENT, "struct kind",
                      "struct_size of kind 0");
-        EXPECT_ERROR(sphana_llm_struct_size(7, &untouched), SPHANA_LLM_ERR_INVALID_ARGUMENT, "struct kind",
-                     "struct_size of kind 7");
+        EXPECT_ERROR(sphana_llm_struct_size(8, &untouched), SPHANA_LLM_ERR_INVALID_ARGUMENT, "struct kind",
+                     "struct_size of kind 8");
         CHECK(untouched == 12345, "a rejected struct_size call wrote %zu", untouched);
         EXPECT_ERROR(sphana_llm_struct_size(SPHANA_LLM_STRUCT_LOAD_OPTIONS, NULL), SPHANA_LLM_ERR_INVALID_ARGUMENT,
                      "out_size", "struct_size with NULL out_size");
