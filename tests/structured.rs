@@ -24,105 +24,17 @@ fn load(dir: &str) -> Model {
         .unwrap_or_else(|e| panic!("loading {dir}: {e}"))
 }
 
-/// Twelve schemas of the shapes a RAG service asks for: nested objects, arrays with
-/// min/max items, enums, bounded numbers, required and optional fields, string patterns.
-fn schemas() -> Vec<(&'static str, serde_json::Value)> {
-    use serde_json::json;
-    vec![
-        (
-            "answer with sources",
-            json!({"type": "object", "properties": {
-                "answer": {"type": "string", "maxLength": 120},
-                "sources": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 5},
-                            "minItems": 1, "maxItems": 3}},
-              "required": ["answer", "sources"], "additionalProperties": false}),
-        ),
-        (
-            "groundedness verdict",
-            json!({"type": "object", "properties": {
-                "verdict": {"enum": ["grounded", "not grounded", "partially grounded"]},
-                "confidence": {"type": "integer", "minimum": 0, "maximum": 100}},
-              "required": ["verdict", "confidence"], "additionalProperties": false}),
-        ),
-        (
-            "rewritten query",
-            json!({"type": "object", "properties": {
-                "query": {"type": "string", "minLength": 3, "maxLength": 60}},
-              "required": ["query"], "additionalProperties": false}),
-        ),
-        (
-            "nested person",
-            json!({"type": "object", "properties": {
-                "name": {"type": "string", "maxLength": 40},
-                "address": {"type": "object", "properties": {
-                    "city": {"type": "string", "maxLength": 30},
-                    "country": {"type": "string", "maxLength": 30}},
-                  "required": ["city", "country"], "additionalProperties": false}},
-              "required": ["name", "address"], "additionalProperties": false}),
-        ),
-        (
-            "list of facts",
-            json!({"type": "object", "properties": {
-                "facts": {"type": "array", "minItems": 2, "maxItems": 4,
-                          "items": {"type": "string", "maxLength": 50}}},
-              "required": ["facts"], "additionalProperties": false}),
-        ),
-        (
-            "array of objects",
-            json!({"type": "array", "minItems": 1, "maxItems": 3, "items": {
-                "type": "object", "properties": {
-                    "title": {"type": "string", "maxLength": 40},
-                    "year": {"type": "integer", "minimum": 1900, "maximum": 2030}},
-                "required": ["title", "year"], "additionalProperties": false}}),
-        ),
-        (
-            "patterned code",
-            json!({"type": "object", "properties": {
-                "code": {"type": "string", "pattern": "^[A-Z]{2}-[0-9]{3}$"},
-                "label": {"type": "string", "maxLength": 30}},
-              "required": ["code"], "additionalProperties": false}),
-        ),
-        (
-            "optional fields",
-            json!({"type": "object", "properties": {
-                "title": {"type": "string", "maxLength": 40},
-                "subtitle": {"type": "string", "maxLength": 40},
-                "pages": {"type": "integer", "minimum": 1, "maximum": 2000}},
-              "required": ["title"], "additionalProperties": false}),
-        ),
-        (
-            "bounded numbers",
-            json!({"type": "object", "properties": {
-                "temperature": {"type": "number", "minimum": -50, "maximum": 60},
-                "humidity": {"type": "integer", "exclusiveMinimum": 0, "exclusiveMaximum": 100}},
-              "required": ["temperature", "humidity"], "additionalProperties": false}),
-        ),
-        (
-            "booleans, null and const",
-            json!({"type": "object", "properties": {
-                "kind": {"const": "decision"},
-                "approved": {"type": "boolean"},
-                "reason": {"anyOf": [{"type": "string", "maxLength": 60}, {"type": "null"}]}},
-              "required": ["kind", "approved", "reason"], "additionalProperties": false}),
-        ),
-        (
-            "enum array",
-            json!({"type": "object", "properties": {
-                "colors": {"type": "array", "minItems": 1, "maxItems": 3,
-                           "items": {"enum": ["red", "green", "blue", "yellow"]}}},
-              "required": ["colors"], "additionalProperties": false}),
-        ),
-        (
-            "definitions and refs",
-            json!({"$defs": {"point": {"type": "object", "properties": {
-                    "x": {"type": "integer", "minimum": -10, "maximum": 10},
-                    "y": {"type": "integer", "minimum": -10, "maximum": 10}},
-                  "required": ["x", "y"], "additionalProperties": false}},
-              "type": "object", "properties": {
-                "from": {"$ref": "#/$defs/point"}, "to": {"$ref": "#/$defs/point"}},
-              "required": ["from", "to"], "additionalProperties": false}),
-        ),
-    ]
+/// Twelve schemas of the shapes a RAG service asks for (nested objects, arrays with
+/// min/max items, enums, bounded numbers, required and optional fields, string patterns):
+/// `tests/data/structured_schemas.json`, shared with `scripts/bench/bench_structured.py`.
+fn schemas() -> Vec<(String, serde_json::Value)> {
+    let all: serde_json::Value =
+        serde_json::from_str(include_str!("data/structured_schemas.json")).unwrap();
+    all.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap().to_owned(), s["schema"].clone()))
+        .collect()
 }
 
 const PROMPTS: [&str; 3] = [
