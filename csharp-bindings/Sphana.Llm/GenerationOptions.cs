@@ -6,7 +6,7 @@ namespace Sphana.Llm
     /// <summary>
     /// Generation parameters; mirrors <c>SphanaLlmGenerateParams</c>. A new instance holds the library's
     /// defaults: greedy decoding, 256 tokens, BOS added as the tokenizer says, special-token text in the
-    /// prompt kept as plain text. Values out of range are rejected by the library with
+    /// prompt kept as plain text, no constraint on the output. Values out of range are rejected by the library with
     /// <see cref="SphanaLlmStatus.InvalidArgument"/>.
     /// </summary>
     public sealed class GenerationOptions
@@ -101,6 +101,82 @@ namespace Sphana.Llm
 
         /// <summary>Longest n-gram (<c>SPHANA_LLM_MAX_PROMPT_LOOKUP_NGRAM</c>).</summary>
         public const int MaxPromptLookupNgram = 16;
+
+        /// <summary>
+        /// Structured output: the generated text is JSON that matches this JSON Schema (the draft 2020-12 subset
+        /// llguidance supports; an unsupported keyword is refused, not ignored). Before each token is sampled every
+        /// token the schema forbids gets probability 0; the model's end-of-sequence ids are allowed only where the
+        /// text is complete, and generation ends as soon as the schema allows nothing more. The JSON is compact
+        /// (<c>", "</c> between items, <c>": "</c> after keys, no other whitespace) unless the schema has an
+        /// <c>"x-guidance"</c> object with llguidance's JSON options, e.g. <c>{"whitespace_flexible": true}</c>.
+        /// At most one of <see cref="JsonSchema"/>, <see cref="Regex"/>, <see cref="Grammar"/> and
+        /// <see cref="JsonObject"/> may be set (else <see cref="ArgumentException"/>); an invalid schema is a
+        /// <see cref="SphanaLlmException"/> with <see cref="SphanaLlmStatus.InvalidArgument"/> and a message naming
+        /// the problem. When <see cref="MaxTokens"/> runs out first the result is the partial text with
+        /// <see cref="FinishReason.ConstraintIncomplete"/>. Default null (no constraint).
+        /// </summary>
+        public string JsonSchema { get; set; }
+
+        /// <summary>
+        /// Structured output: the whole generated text matches this regular expression (Rust <c>regex</c> syntax,
+        /// without look-around or back-references; no anchors needed). Works as <see cref="JsonSchema"/> does and
+        /// excludes the other constraints. Default null (no constraint).
+        /// </summary>
+        public string Regex { get; set; }
+
+        /// <summary>
+        /// Structured output: the generated text is a sentence of this Lark grammar (llguidance's dialect, start rule
+        /// <c>start</c>). Works as <see cref="JsonSchema"/> does and excludes the other constraints. Default null
+        /// (no constraint).
+        /// </summary>
+        public string Grammar { get; set; }
+
+        /// <summary>
+        /// Structured output: the generated text is any JSON object. Works as <see cref="JsonSchema"/> does and
+        /// excludes the other constraints. Default false.
+        /// </summary>
+        public bool JsonObject { get; set; }
+
+        /// <summary>Most UTF-8 bytes of <see cref="JsonSchema"/>, <see cref="Regex"/> or <see cref="Grammar"/>
+        /// (<c>SPHANA_LLM_MAX_CONSTRAINT_BYTES</c>).</summary>
+        public const int MaxConstraintBytes = 262144;
+
+        /// <summary>
+        /// The constraint that is set: its <c>SPHANA_LLM_CONSTRAINT_*</c> kind (0 when none) and its text (null for
+        /// <see cref="JsonObject"/>). Throws <see cref="ArgumentException"/> when more than one is set or the text
+        /// holds a NUL character (the C API reads it as NUL-terminated).
+        /// </summary>
+        internal int GetConstraint(out string text)
+        {
+            int kind = 0;
+            text = null;
+            string set = null;
+            Pick(ref kind, ref text, ref set, JsonSchema != null, NativeMethods.SPHANA_LLM_CONSTRAINT_JSON_SCHEMA, "JsonSchema", JsonSchema);
+            Pick(ref kind, ref text, ref set, Regex != null, NativeMethods.SPHANA_LLM_CONSTRAINT_REGEX, "Regex", Regex);
+            Pick(ref kind, ref text, ref set, Grammar != null, NativeMethods.SPHANA_LLM_CONSTRAINT_LARK, "Grammar", Grammar);
+            Pick(ref kind, ref text, ref set, JsonObject, NativeMethods.SPHANA_LLM_CONSTRAINT_JSON_OBJECT, "JsonObject", null);
+            if (text != null && text.IndexOf('\0') >= 0)
+            {
+                throw new ArgumentException(set + " contains a NUL character", "options");
+            }
+            return kind;
+        }
+
+        private static void Pick(ref int kind, ref string text, ref string set, bool isSet, int thisKind, string name,
+            string thisText)
+        {
+            if (!isSet)
+            {
+                return;
+            }
+            if (set != null)
+            {
+                throw new ArgumentException("at most one constraint may be set; both " + set + " and " + name + " are", "options");
+            }
+            kind = thisKind;
+            text = thisText;
+            set = name;
+        }
 
         /// <summary>The C struct (pointer fields are filled by the caller).</summary>
         internal NativeMethods.GenerateParams ToNative()

@@ -19,6 +19,13 @@ namespace Sphana.Llm
 
         /// <summary>The model's context window (config.json <c>max_position_embeddings</c>) is full.</summary>
         ContextFull = 4,
+
+        /// <summary>
+        /// <see cref="GenerationOptions.MaxTokens"/> tokens were generated before the text matched the constraint
+        /// (<see cref="GenerationOptions.JsonSchema"/>, <see cref="GenerationOptions.Regex"/>,
+        /// <see cref="GenerationOptions.Grammar"/>, <see cref="GenerationOptions.JsonObject"/>); the text is the partial one.
+        /// </summary>
+        ConstraintIncomplete = 5,
     }
 
     /// <summary>The outcome of one generation: the text, the ids, why it ended, and the figures.</summary>
@@ -40,6 +47,7 @@ namespace Sphana.Llm
             CachedTokens = checked((int)NativeMethods.Long(stats.cached_tokens));
             DraftTokens = checked((int)NativeMethods.Long(stats.draft_tokens));
             AcceptedDraftTokens = checked((int)NativeMethods.Long(stats.accepted_draft_tokens));
+            ConstraintMs = stats.constraint_ms;
         }
 
         /// <summary>The generated text (special tokens and the stop string left out).</summary>
@@ -85,6 +93,10 @@ namespace Sphana.Llm
 
         /// <summary>Drafted tokens that were accepted; each saved one decode step.</summary>
         public int AcceptedDraftTokens { get; private set; }
+
+        /// <summary>Milliseconds spent compiling the constraint (with the model's one-time token trie on its first
+        /// constrained generation); 0 without one.</summary>
+        public double ConstraintMs { get; private set; }
 
         /// <summary>Decode speed: tokens after the first per second of <see cref="DecodeMs"/> (0 when unknown).</summary>
         public double TokensPerSecond

@@ -68,6 +68,8 @@ namespace Sphana.Llm
         {
             NativeMethods.GenerateParams parameters = (options ?? new GenerationOptions()).ToNative();
             IList<string> stopStrings = options == null ? null : options.StopStrings;
+            string constraintText = null;
+            int constraintKind = options == null ? 0 : options.GetConstraint(out constraintText);
             var ids = new int[idBufferSize];
             int top = (int)parameters.top_logprobs;
             bool wantLogprobs = options != null && (options.Logprobs || top > 0);
@@ -102,6 +104,18 @@ namespace Sphana.Llm
                     pins.Add(array);
                     parameters.stop_strings = array.AddrOfPinnedObject();
                     parameters.stop_string_count = NativeMethods.Size(pointers.Length);
+                }
+                if (constraintKind != 0)
+                {
+                    // The struct and its NUL-terminated text are pinned like the stop strings, freed with them.
+                    var constraint = new NativeMethods.Constraint[1];
+                    constraint[0].struct_size = (uint)Marshal.SizeOf(typeof(NativeMethods.Constraint));
+                    constraint[0].kind = constraintKind;
+                    if (constraintText != null)
+                    {
+                        constraint[0].text = Pin(Utf8.EncodeNulTerminated(constraintText), pins);
+                    }
+                    parameters.constraint = Pin(constraint, pins);
                 }
                 if (ids.Length > 0)
                 {

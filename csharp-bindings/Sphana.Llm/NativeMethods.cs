@@ -32,12 +32,19 @@ namespace Sphana.Llm
         internal const uint SPHANA_LLM_STRUCT_TOKEN_SPAN = 4u;
         internal const uint SPHANA_LLM_STRUCT_TOKEN_BATCH = 5u;
         internal const uint SPHANA_LLM_STRUCT_CHAT_MESSAGE = 6u;
+        internal const uint SPHANA_LLM_STRUCT_CONSTRAINT = 7u;
+
+        // Constraint kinds of SphanaLlmConstraint.kind (SPHANA_LLM_CONSTRAINT_*).
+        internal const int SPHANA_LLM_CONSTRAINT_JSON_SCHEMA = 1;
+        internal const int SPHANA_LLM_CONSTRAINT_REGEX = 2;
+        internal const int SPHANA_LLM_CONSTRAINT_LARK = 3;
+        internal const int SPHANA_LLM_CONSTRAINT_JSON_OBJECT = 4;
 
         /// <summary>SphanaLlmTextCallback.</summary>
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         internal delegate int TextCallback(IntPtr text, UIntPtr len, IntPtr userData);
 
-        /// <summary>SphanaLlmGenerateParams (152 bytes on x86-64).</summary>
+        /// <summary>SphanaLlmGenerateParams (160 bytes on x86-64).</summary>
         [StructLayout(LayoutKind.Sequential)]
         internal struct GenerateParams
         {
@@ -64,6 +71,19 @@ namespace Sphana.Llm
             public uint top_logprobs;
             public UIntPtr prompt_lookup_tokens;
             public UIntPtr prompt_lookup_ngram;
+            public IntPtr constraint;
+        }
+
+        /// <summary>
+        /// SphanaLlmConstraint (16 bytes on x86-64): blittable, so a one-element array of it is pinned for the call
+        /// and <see cref="GenerateParams.constraint"/> points at it; <c>text</c> points at pinned NUL-terminated UTF-8.
+        /// </summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct Constraint
+        {
+            public uint struct_size;
+            public int kind;
+            public IntPtr text;
         }
 
         /// <summary>SphanaLlmGenerateStats.</summary>
@@ -82,6 +102,7 @@ namespace Sphana.Llm
             public UIntPtr cached_tokens;
             public UIntPtr draft_tokens;
             public UIntPtr accepted_draft_tokens;
+            public double constraint_ms;
         }
 
         /// <summary>SphanaLlmLoadOptions.</summary>

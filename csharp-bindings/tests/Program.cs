@@ -38,6 +38,7 @@ namespace Sphana.Llm.Tests
             LifetimeTests.Register(tests);
             ErrorTests.Register(tests);
             ChatTests.Register(tests);
+            ConstraintTests.Register(tests);
             DropInTests.Register(tests);
 
             string runtime = Type.GetType("Mono.Runtime") != null ? "mono" : "coreclr";

@@ -82,7 +82,18 @@ namespace Sphana.Llm.Tests
             Check.Equal(defines["SPHANA_LLM_DEFAULT_PROMPT_LOOKUP_TOKENS"], (long)GenerationOptions.DefaultPromptLookupTokens, "DEFAULT_PROMPT_LOOKUP_TOKENS");
             Check.Equal(defines["SPHANA_LLM_MAX_PROMPT_LOOKUP_TOKENS"], (long)GenerationOptions.MaxPromptLookupTokens, "MAX_PROMPT_LOOKUP_TOKENS");
             Check.Equal(defines["SPHANA_LLM_MAX_PROMPT_LOOKUP_NGRAM"], (long)GenerationOptions.MaxPromptLookupNgram, "MAX_PROMPT_LOOKUP_NGRAM");
-            Check.Equal(14 + 5 + 4 + 2 + 7 + 3, checkedCount, "constants compared");
+            Check.Equal(defines["SPHANA_LLM_MAX_CONSTRAINT_BYTES"], (long)GenerationOptions.MaxConstraintBytes, "MAX_CONSTRAINT_BYTES");
+            Check.Equal(14 + 6 + 4 + 2 + 7 + 3, checkedCount, "constants compared");
+            // The constraint kinds: each SPHANA_LLM_CONSTRAINT_* is a NativeMethods constant of that value.
+            int constraintKinds = 0;
+            foreach (KeyValuePair<string, long> constant in defines.Where(d => d.Key.StartsWith("SPHANA_LLM_CONSTRAINT_")))
+            {
+                FieldInfo field = typeof(NativeMethods).GetField(constant.Key, BindingFlags.Static | BindingFlags.NonPublic);
+                Check.True(field != null, "NativeMethods has a constant for " + constant.Key);
+                Check.Equal(constant.Value, (long)(int)field.GetValue(null), "value of " + constant.Key);
+                constraintKinds++;
+            }
+            Check.Equal(4, constraintKinds, "SPHANA_LLM_CONSTRAINT_* constants compared");
             // The struct kinds of sphana_llm_struct_size: each SPHANA_LLM_STRUCT_* is a NativeMethods constant of that value.
             int structKinds = 0;
             foreach (KeyValuePair<string, long> constant in defines.Where(d => d.Key.StartsWith("SPHANA_LLM_STRUCT_")))
@@ -92,7 +103,7 @@ namespace Sphana.Llm.Tests
                 Check.Equal(constant.Value, (long)(uint)field.GetValue(null), "value of " + constant.Key);
                 structKinds++;
             }
-            Check.Equal(6, structKinds, "SPHANA_LLM_STRUCT_* constants compared");
+            Check.Equal(7, structKinds, "SPHANA_LLM_STRUCT_* constants compared");
             string version = LlmModel.NativeVersion;
             Check.True(Regex.IsMatch(version, @"^\d+\.\d+\.\d+"), "a version string (" + version + ")");
         }
@@ -132,6 +143,7 @@ namespace Sphana.Llm.Tests
                 { "SphanaLlmTokenSpan", typeof(NativeMethods.TokenSpan) },
                 { "SphanaLlmTokenBatch", typeof(NativeMethods.TokenBatch) },
                 { "SphanaLlmChatMessage", typeof(NativeMethods.ChatMessage) },
+                { "SphanaLlmConstraint", typeof(NativeMethods.Constraint) },
             };
 
             // Every struct the wrapper declares has the size the loaded library was built with.
@@ -143,6 +155,7 @@ namespace Sphana.Llm.Tests
                 { "SphanaLlmTokenSpan", NativeMethods.SPHANA_LLM_STRUCT_TOKEN_SPAN },
                 { "SphanaLlmTokenBatch", NativeMethods.SPHANA_LLM_STRUCT_TOKEN_BATCH },
                 { "SphanaLlmChatMessage", NativeMethods.SPHANA_LLM_STRUCT_CHAT_MESSAGE },
+                { "SphanaLlmConstraint", NativeMethods.SPHANA_LLM_STRUCT_CONSTRAINT },
             };
             Check.Equal(structs.Count, kinds.Count, "a struct kind for every C# mirror");
             foreach (KeyValuePair<string, Type> mirror in structs)
@@ -179,6 +192,10 @@ namespace Sphana.Llm.Tests
             Check.Equal(generateDefaults.parse_special, fromOptions.parse_special, "default parse_special");
             Check.Equal(generateDefaults.add_special, fromOptions.add_special, "default add_special");
             Check.Equal(generateDefaults.ignore_eos, fromOptions.ignore_eos, "default ignore_eos");
+            Check.Equal(IntPtr.Zero, generateDefaults.constraint, "the library's default: no constraint");
+            Check.Equal(IntPtr.Zero, fromOptions.constraint, "default constraint");
+            string constraintText;
+            Check.Equal(0, new GenerationOptions().GetConstraint(out constraintText), "a new GenerationOptions sets no constraint");
             NativeMethods.LoadOptions fromLoad = new LlmLoadOptions().ToNative();
             Check.Equal(loadDefaults.tokenizer_format, fromLoad.tokenizer_format, "default format");
             Check.Equal(loadDefaults.intra_op_threads, fromLoad.intra_op_threads, "default intra-op threads");
