@@ -2,7 +2,7 @@
 """Structured output: the cost of a JSON Schema constraint (llguidance) on decode speed and on the time to
 the first token, on SmolLM2-135M-Instruct, in one run.
 
-    python3 scripts/bench/bench_structured.py [--models fp32,int8] [--rounds 2] [--concurrent 4] [--json FILE]
+    python3 scripts/bench/bench_structured.py [--models fp32,int8] [--rounds 2] [--concurrent 4] [--no-alone] [--json FILE]
 
 For every schema of tests/data/structured_schemas.json (the twelve the tests validate) and three RAG-style
 requests in the model's chat template, greedy:
@@ -13,7 +13,8 @@ requests in the model's chat template, greedy:
 The two take turns request by request (which goes first alternates). Decode tokens/s = (tokens - 1) / the
 time after the first token, summed over the set; the ratio is constrained / unconstrained (the goal: >= 0.9).
 --concurrent C runs C requests at a time on one handle (continuous batching; each row its own schema) in
-both modes, per-request decode tokens/s.
+both modes, group by group taking turns, per-request decode tokens/s; "batched steps" counts each request's
+steps that ran with another row (fewer in one mode: rows missed each other's batches).
 Compile cost: constraint_ms of the first constrained call on a fresh handle (llguidance's token trie for the
 vocabulary, built once per handle, plus that schema), then each schema's constraint_ms (median of its calls).
 Prints the CPU model, the table, and a RESULT JSON line.
@@ -87,7 +88,7 @@ def decode_rate(stats: list) -> tuple[float, int]:
     return tokens / max(seconds, 1e-9), tokens
 
 
-def bench_model(lib, key: str, schemas: list[dict], rounds: int, concurrent: int) -> dict:
+def bench_model(lib, key: str, schemas: list[dict], rounds: int, concurrent: int, alone: bool) -> dict:
     handle = lib.load_model(MODELS[key], lib.load_options(ort_library_path=ORT.encode()))
     run = Runner(lib, handle)
     texts = [json.dumps(s["schema"]) for s in schemas]
@@ -98,7 +99,7 @@ def bench_model(lib, key: str, schemas: list[dict], rounds: int, concurrent: int
                for i, text in enumerate(texts) for j, request in enumerate(REQUESTS)}
     constrained, unconstrained = [], []
     incomplete = 0
-    for r in range(rounds):
+    for r in range(rounds if alone else 0):
         for i, (s, text) in enumerate(zip(schemas, texts)):
             for j, request in enumerate(REQUESTS):
                 first_side = (i + j + r) % 2
@@ -110,38 +111,51 @@ def bench_model(lib, key: str, schemas: list[dict], rounds: int, concurrent: int
                         constrained.append(c)
                     else:
                         unconstrained.append(run.chat(request, None, max(lengths[(i, j)], 1), True))
-    alone_c, tokens = decode_rate(constrained)
-    alone_u, _ = decode_rate(unconstrained)
+    alone_c, tokens = decode_rate(constrained) if alone else (float("nan"), 0)
+    alone_u, _ = decode_rate(unconstrained) if alone else (float("nan"), 0)
 
     batch = {}
     if concurrent > 1:
+        # Groups of `concurrent` jobs (each its own schema) run together in both modes; the modes take turns
+        # group by group (which goes first alternates), over `rounds` rounds.
         jobs = [(REQUESTS[k % len(REQUESTS)], texts[k % len(texts)]) for k in range(len(texts))]
-        for mode in ("constrained", "unconstrained"):
-            out: list = []
-            group_lengths = batch.get("lengths", [200] * len(jobs))
-            for start in range(0, len(jobs), concurrent):
-                group = list(range(start, min(start + concurrent, len(jobs))))
-                results = {}
+        groups = [list(range(s, min(s + concurrent, len(jobs)))) for s in range(0, len(jobs), concurrent)]
+        out = {"constrained": [], "unconstrained": []}
+        lengths: dict[int, int] = {}
 
-                def go(k):
-                    req, text = jobs[k]
-                    if mode == "constrained":
-                        results[k] = run.chat(req, text, 200, False)
-                    else:
-                        results[k] = run.chat(req, None, max(group_lengths[k], 1), True)
+        def run_group(mode: str, group: list[int]) -> list:
+            results = {}
 
-                threads = [threading.Thread(target=go, args=(k,)) for k in group]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
-                out.extend(results[k] for k in group)
-            if mode == "constrained":
-                batch["lengths"] = [s.generated_tokens for s in out]
-            batch[mode] = decode_rate(out)[0]
-            batch[mode + "_batched_steps"] = sum(s.batched_steps for s in out)
+            def go(k):
+                req, text = jobs[k]
+                if mode == "constrained":
+                    results[k] = run.chat(req, text, 200, False)
+                else:
+                    results[k] = run.chat(req, None, max(lengths[k], 1), True)
+
+            threads = [threading.Thread(target=go, args=(k,)) for k in group]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            return [results[k] for k in group]
+
+        # Lengths first (a batched greedy answer is the same every time on fp32; INT8 rows may differ slightly
+        # with the batch's composition, so the unconstrained twin takes the length of this first run).
+        for group in groups:
+            for k, st in zip(group, run_group("constrained", group)):
+                lengths[k] = st.generated_tokens
+        for r in range(rounds):
+            for g, group in enumerate(groups):
+                first_mode = ("constrained", "unconstrained")[(g + r) % 2]
+                for mode in (first_mode, "unconstrained" if first_mode == "constrained" else "constrained"):
+                    out[mode].extend(run_group(mode, group))
+        for mode, stats in out.items():
+            batch[mode] = decode_rate(stats)[0]
+            batch[mode + "_batched_steps"] = sum(s.batched_steps for s in stats)
+            batch[mode + "_tokens"] = sum(s.generated_tokens for s in stats)
     lib.free_model(handle)
-    later = {name: statistics.median(v) for name, v in compile_ms.items()}
+    later = {name: statistics.median(v) if v else float("nan") for name, v in compile_ms.items()}
     return {
         "model": key,
         "constrained_tok_s": alone_c,
@@ -158,6 +172,9 @@ def bench_model(lib, key: str, schemas: list[dict], rounds: int, concurrent: int
         "concurrent_unconstrained_tok_s": batch.get("unconstrained"),
         "concurrent_ratio": (batch["constrained"] / batch["unconstrained"]) if batch else None,
         "concurrent_batched_steps": batch.get("constrained_batched_steps"),
+        "concurrent_unconstrained_batched_steps": batch.get("unconstrained_batched_steps"),
+        "concurrent_tokens": batch.get("constrained_tokens"),
+        "concurrent_unconstrained_tokens": batch.get("unconstrained_tokens"),
     }
 
 
@@ -166,6 +183,7 @@ def main() -> None:
     ap.add_argument("--models", default="fp32,int8")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--concurrent", type=int, default=4)
+    ap.add_argument("--no-alone", action="store_true", help="skip the one-at-a-time comparison")
     ap.add_argument("--json")
     args = ap.parse_args()
     lib = sphana_abi.load()
@@ -176,7 +194,7 @@ def main() -> None:
     results = []
     for key in args.models.split(","):
         t0 = time.time()
-        r = bench_model(lib, key, schemas, args.rounds, args.concurrent)
+        r = bench_model(lib, key, schemas, args.rounds, args.concurrent, not args.no_alone)
         results.append(r)
         print(f"\n[{key}] {r['generations']} constrained generations ({r['incomplete']} not complete), "
               f"{r['decode_tokens']} decode tokens, {time.time() - t0:.0f} s")
@@ -185,9 +203,10 @@ def main() -> None:
         if r["concurrent_ratio"] is not None:
             print(f"  {args.concurrent} at a time: constrained {r['concurrent_constrained_tok_s']:7.1f} tok/s per request, "
                   f"unconstrained {r['concurrent_unconstrained_tok_s']:7.1f}, ratio {r['concurrent_ratio']:.3f} "
-                  f"({r['concurrent_batched_steps']} batched steps)")
+                  f"(batched steps {r['concurrent_batched_steps']} vs {r['concurrent_unconstrained_batched_steps']}, "
+                  f"tokens {r['concurrent_tokens']} vs {r['concurrent_unconstrained_tokens']})")
         print(f"  first constrained call: {r['first_constraint_ms']:.1f} ms (token trie {r['trie_ms']:.1f} ms + schema)")
-        for name, ms in r["compile_ms"].items():
+        for name, ms in (r["compile_ms"].items() if not args.no_alone else ()):
             print(f"    compile {name:28s} {ms:6.2f} ms")
     line = json.dumps({"cpu": cpu_model(), "results": results})
     print("RESULT " + line)
