@@ -132,6 +132,21 @@ const SECTIONS: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "Tool calling",
+        "Tool definitions rendered by the chat template, the calls read from the reply in the\n\
+         template family's format, and required calls constrained to the tools' schemas.",
+        &[
+            "SphanaLlmChatTools",
+            "SPHANA_LLM_TOOL_CHOICE_*",
+            "SPHANA_LLM_MAX_TOOLS_BYTES",
+            "sphana_llm_apply_chat_template_tools",
+            "SphanaLlmToolCall",
+            "SphanaLlmToolCalls",
+            "sphana_llm_generate_chat_tools",
+            "sphana_llm_tool_calls_free",
+        ],
+    ),
+    (
         "Errors and bindings",
         "The message of the last failed call on this thread, and the struct sizes a binding\n\
          checks its own declarations against.",

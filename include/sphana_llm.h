@@ -100,7 +100,8 @@
  *   5. Decoding and streaming
  *   6. Generating
  *   7. Chat
- *   8. Errors and bindings
+ *   8. Tool calling
+ *   9. Errors and bindings
  */
 
 #ifdef __cplusplus
@@ -1333,7 +1334,148 @@ int32_t sphana_llm_generate_chat(const struct SphanaLlmModel *model,
                                  struct SphanaLlmGenerateStats *out_stats);
 
 /* --------------------------------------------------------------------------------------
- * 8. Errors and bindings
+ * 8. Tool calling
+ *
+ * Tool definitions rendered by the chat template, the calls read from the reply in the
+ * template family's format, and required calls constrained to the tools' schemas.
+ * -------------------------------------------------------------------------------------- */
+
+/**
+ * The tools of a chat. Versioned: set `struct_size` to `sizeof(SphanaLlmChatTools)`.
+ */
+typedef struct SphanaLlmChatTools {
+  /**
+   * `sizeof(SphanaLlmChatTools)` as the caller compiled it.
+   */
+  uint32_t struct_size;
+  /**
+   * `SPHANA_LLM_TOOL_CHOICE_AUTO` or `SPHANA_LLM_TOOL_CHOICE_REQUIRED`.
+   */
+  uint32_t tool_choice;
+  /**
+   * The tool definitions: a NUL-terminated UTF-8 JSON array, as `transformers`'
+   * `apply_chat_template(tools=...)` takes them, each
+   * `{"type": "function", "function": {"name": ..., "description": ..., "parameters": {JSON Schema}}}`
+   * (or the bare function object); at most `SPHANA_LLM_MAX_TOOLS_BYTES` bytes. The
+   * template receives them unchanged.
+   */
+  const char *tools_json;
+} SphanaLlmChatTools;
+
+/**
+ * `SphanaLlmChatTools.tool_choice`: the model decides whether to call a tool; calls it
+ * writes are read from its reply.
+ */
+#define SPHANA_LLM_TOOL_CHOICE_AUTO 0
+
+/**
+ * `SphanaLlmChatTools.tool_choice`: the reply is exactly one call of one of the tools,
+ * constrained (as `SphanaLlmConstraint` constrains) so that it always parses and its
+ * arguments match the tool's `parameters` schema (an object schema that names its
+ * `properties` and says nothing of others gets only those).
+ */
+#define SPHANA_LLM_TOOL_CHOICE_REQUIRED 1
+
+/**
+ * Most bytes of `SphanaLlmChatTools.tools_json`.
+ */
+#define SPHANA_LLM_MAX_TOOLS_BYTES 262144
+
+/**
+ * Renders the conversation with the model's chat template and `tools`, exactly as
+ * `transformers`' `apply_chat_template(messages, tools=..., tokenize=False,
+ * add_generation_prompt=...)` does (`tools->tool_choice` does not apply here).
+ *
+ * Tool results go back as messages with role "tool". An assistant message that called
+ * tools is given back as the text the reply had (`*out_text` of
+ * `sphana_llm_generate_chat_tools`): when its content is only calls of these tools in the
+ * template's format, the template renders it as those calls.
+ *
+ * `out_text` and `out_len` (NULL allowed) as for `sphana_llm_apply_chat_template_with_len`.
+ * Returns the statuses of `sphana_llm_apply_chat_template`, plus
+ * `SPHANA_LLM_ERR_INVALID_ARGUMENT` for a NULL `tools`, a bad `struct_size` or
+ * `tool_choice`, or tool JSON that is not an array of definitions (the message names what
+ * is wrong); `SPHANA_LLM_ERR_UNSUPPORTED` when the template renders no tools. Thread-safe.
+ */
+int32_t sphana_llm_apply_chat_template_tools(const struct SphanaLlmModel *model,
+                                             const struct SphanaLlmChatMessage *messages,
+                                             size_t count,
+                                             const struct SphanaLlmChatTools *tools,
+                                             uint32_t add_generation_prompt,
+                                             char **out_text,
+                                             size_t *out_len);
+
+/**
+ * One tool call read from a reply: both strings malloc'd, NUL-terminated UTF-8.
+ */
+typedef struct SphanaLlmToolCall {
+  /**
+   * The tool's name (one of the tools given).
+   */
+  char *name;
+  /**
+   * The arguments: a JSON object, compact.
+   */
+  char *arguments_json;
+} SphanaLlmToolCall;
+
+/**
+ * The tool calls of a reply, written by `sphana_llm_generate_chat_tools`; free with
+ * `sphana_llm_tool_calls_free`.
+ */
+typedef struct SphanaLlmToolCalls {
+  /**
+   * `count` calls in the order the model wrote them (NULL when `count` is 0).
+   */
+  struct SphanaLlmToolCall *calls;
+  /**
+   * Number of calls; 0 when the model answered in text.
+   */
+  size_t count;
+  /**
+   * The reply's text without the calls, trimmed, NUL-terminated (never NULL after a
+   * successful call).
+   */
+  char *content;
+} SphanaLlmToolCalls;
+
+/**
+ * Renders the conversation with `tools` (as `sphana_llm_apply_chat_template_tools`), generates
+ * the reply like `sphana_llm_generate_chat`, and reads the tool calls in it in the template
+ * family's format (Llama 3.x: the reply is `{"name": ..., "parameters": {...}}`;
+ * Qwen/Hermes: `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` blocks). With
+ * `SPHANA_LLM_TOOL_CHOICE_REQUIRED` the reply is constrained to one call whose arguments
+ * match the tool's schema (`params->constraint` must then be NULL); with
+ * `SPHANA_LLM_TOOL_CHOICE_AUTO` the model may answer in text, and text that is not a
+ * well-formed call of a given tool stays text. The text streams to `on_text` as it is
+ * generated (call text included); `*out_text` is the whole reply.
+ *
+ * `out_calls` (required) receives the calls and the text without them; zeroed first and on
+ * failure. Free it with `sphana_llm_tool_calls_free`.
+ * Returns the statuses of `sphana_llm_generate_chat` and
+ * `sphana_llm_apply_chat_template_tools`; `SPHANA_LLM_ERR_UNSUPPORTED` also when the template's
+ * tool-call format is not one the library reads; `SPHANA_LLM_ERR_INVALID_ARGUMENT` for a
+ * required call with `params->constraint` set. Thread-safe.
+ */
+int32_t sphana_llm_generate_chat_tools(const struct SphanaLlmModel *model,
+                                       const struct SphanaLlmChatMessage *messages,
+                                       size_t count,
+                                       const struct SphanaLlmChatTools *tools,
+                                       const struct SphanaLlmGenerateParams *params,
+                                       SphanaLlmTextCallback on_text,
+                                       void *user_data,
+                                       char **out_text,
+                                       struct SphanaLlmGenerateStats *out_stats,
+                                       struct SphanaLlmToolCalls *out_calls);
+
+/**
+ * Frees what `sphana_llm_generate_chat_tools` wrote to a `SphanaLlmToolCalls` and zeroes it.
+ * NULL, or an already-freed (zeroed) struct, is a no-op.
+ */
+void sphana_llm_tool_calls_free(struct SphanaLlmToolCalls *calls);
+
+/* --------------------------------------------------------------------------------------
+ * 9. Errors and bindings
  *
  * The message of the last failed call on this thread, and the struct sizes a binding
  * checks its own declarations against.
@@ -1382,6 +1524,21 @@ const char *sphana_llm_last_error(void);
  * `SphanaLlmConstraint`, for `sphana_llm_struct_size`.
  */
 #define SPHANA_LLM_STRUCT_CONSTRAINT 7
+
+/**
+ * `SphanaLlmChatTools`, for `sphana_llm_struct_size`.
+ */
+#define SPHANA_LLM_STRUCT_CHAT_TOOLS 8
+
+/**
+ * `SphanaLlmToolCall`, for `sphana_llm_struct_size`.
+ */
+#define SPHANA_LLM_STRUCT_TOOL_CALL 9
+
+/**
+ * `SphanaLlmToolCalls`, for `sphana_llm_struct_size`.
+ */
+#define SPHANA_LLM_STRUCT_TOOL_CALLS 10
 
 /**
  * Writes to `*out_size` the size in bytes (`sizeof`) of a struct of this library's

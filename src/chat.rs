@@ -5,20 +5,25 @@
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, MatchKind};
-use minijinja::value::Value;
+use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, Error as JinjaError, ErrorKind, UndefinedBehavior};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::tokenizer::{EncodeOptions, Tokenizer};
+use crate::tools::{ToolCall, ToolCallFormat, Tools};
 
 /// One chat message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatMessage {
-    /// `system`, `user`, `assistant`, ... as the template expects.
+    /// `system`, `user`, `assistant`, `tool`, ... as the template expects.
     pub role: String,
     /// The message text. Always tokenized as plain text.
     pub content: String,
+    /// The tool calls of an assistant message (templates see `message.tool_calls` only when
+    /// there are some). Tool results go back as messages with role `tool`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
 }
 
 impl ChatMessage {
@@ -27,6 +32,16 @@ impl ChatMessage {
         Self {
             role: role.into(),
             content: content.into(),
+            tool_calls: Vec::new(),
+        }
+    }
+
+    /// An assistant message that calls tools (its content empty).
+    pub fn tool_calls(calls: Vec<ToolCall>) -> Self {
+        Self {
+            role: "assistant".into(),
+            content: String::new(),
+            tool_calls: calls,
         }
     }
 }
@@ -55,7 +70,17 @@ fn raise_exception(message: String) -> std::result::Result<Value, JinjaError> {
 
 /// `tojson` as HF defines it: `json.dumps(value, ensure_ascii=False)` (", " and ": "
 /// separators, no HTML escaping), or indented when `indent` is given.
-fn tojson(value: Value, indent: Option<usize>) -> std::result::Result<Value, JinjaError> {
+fn tojson(
+    value: Value,
+    indent: Option<usize>,
+    kwargs: Kwargs,
+) -> std::result::Result<Value, JinjaError> {
+    // `tojson(4)` or `tojson(indent=4)` (Llama 3.x writes the latter).
+    let indent = match indent {
+        Some(n) => Some(n),
+        None => kwargs.get::<Option<usize>>("indent")?,
+    };
+    kwargs.assert_all_used()?;
     let fail =
         |e: serde_json::Error| JinjaError::new(ErrorKind::InvalidOperation, format!("tojson: {e}"));
     let json = serde_json::to_value(&value).map_err(fail)?;
@@ -248,6 +273,18 @@ impl ChatTemplate {
         add_generation_prompt: bool,
         options: &ChatOptions,
     ) -> Result<String> {
+        self.render_with_tools(messages, None, add_generation_prompt, options)
+    }
+
+    /// As [`ChatTemplate::render`], with `tools` (their definitions) as the template's
+    /// `tools` variable, as `apply_chat_template(messages, tools=...)` passes them.
+    pub fn render_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&[serde_json::Value]>,
+        add_generation_prompt: bool,
+        options: &ChatOptions,
+    ) -> Result<String> {
         let template = self
             .env
             .get_template("chat")
@@ -259,6 +296,9 @@ impl ChatTemplate {
         ctx.insert("eos_token", Value::from(self.eos_token.clone()));
         if let Some(date) = &options.date_string {
             ctx.insert("date_string", Value::from(date.clone()));
+        }
+        if let Some(tools) = tools {
+            ctx.insert("tools", Value::from(minijinja::value::Serde(tools)));
         }
         template
             .render(Value::from(minijinja::value::Serde(&ctx)))
@@ -279,6 +319,10 @@ const MARK_CLOSE: char = '\u{F0001}';
 /// Chat rendering and injection-safe tokenization for one tokenizer.
 pub struct ChatFormatter {
     template: ChatTemplate,
+    /// How the template writes tool calls (`None`: no family the library reads).
+    tool_format: Option<ToolCallFormat>,
+    /// The template reads a `tools` variable.
+    renders_tools: bool,
     tokenizer: Arc<Tokenizer>,
     /// Special-token texts; index `n` and `n + 1` stand for the two marker characters.
     specials: Vec<(u32, String)>,
@@ -305,6 +349,8 @@ impl ChatFormatter {
             tokenizer.eos_ids().first().copied(),
         );
         let template = ChatTemplate::new(source, bos, eos)?;
+        let tool_format = ToolCallFormat::detect(source);
+        let renders_tools = source.contains("tools");
         let specials: Vec<(u32, String)> = tokenizer
             .special_tokens()
             .iter()
@@ -323,21 +369,93 @@ impl ChatFormatter {
         };
         Ok(Self {
             template,
+            tool_format,
+            renders_tools,
             tokenizer,
             specials,
             matcher,
         })
     }
 
-    /// The rendered prompt text.
+    /// The rendered prompt text, with `tools` when given (see [`ChatFormatter::with_tools`]).
     pub fn render(
         &self,
         messages: &[ChatMessage],
+        tools: Option<&Tools>,
         add_generation_prompt: bool,
         options: &ChatOptions,
     ) -> Result<String> {
-        self.template
-            .render(messages, add_generation_prompt, options)
+        let messages = self.with_tools(messages, tools)?;
+        self.template.render_with_tools(
+            &messages,
+            tools.map(Tools::definitions),
+            add_generation_prompt,
+            options,
+        )
+    }
+
+    /// How this template's family writes tool calls: `Error::Unsupported` when it renders
+    /// no tools or its call format is not one the library reads.
+    pub fn tool_format(&self) -> Result<ToolCallFormat> {
+        self.tool_format.filter(|_| self.renders_tools).ok_or_else(|| {
+            Error::Unsupported(
+                "this model's chat template does not write tool calls in a format the library reads (Llama 3.x JSON or <tool_call> blocks)".into(),
+            )
+        })
+    }
+
+    /// With `tools`: checks that the template renders tools, and reads back an assistant
+    /// message given as the text of its calls (what a reply returned: its content is only
+    /// calls of these tools in the template's format) as those calls, so that the template
+    /// renders them as it renders calls. Without `tools` the messages are unchanged.
+    fn with_tools<'m>(
+        &self,
+        messages: &'m [ChatMessage],
+        tools: Option<&Tools>,
+    ) -> Result<std::borrow::Cow<'m, [ChatMessage]>> {
+        let Some(tools) = tools else {
+            return Ok(std::borrow::Cow::Borrowed(messages));
+        };
+        if !self.renders_tools {
+            return Err(Error::Unsupported(
+                "this model's chat template does not render tools".into(),
+            ));
+        }
+        let Some(format) = self.tool_format else {
+            return Ok(std::borrow::Cow::Borrowed(messages));
+        };
+        Ok(std::borrow::Cow::Owned(
+            messages
+                .iter()
+                .map(|m| {
+                    if m.role != "assistant" || !m.tool_calls.is_empty() {
+                        return m.clone();
+                    }
+                    match format.parse(&m.content, tools) {
+                        (calls, rest) if !calls.is_empty() && rest.is_empty() => {
+                            ChatMessage::tool_calls(calls)
+                        }
+                        _ => m.clone(),
+                    }
+                })
+                .collect(),
+        ))
+    }
+
+    /// Escapes special-token text in every string of a JSON value (tool definitions and
+    /// call arguments reach the template as data, like message contents).
+    fn escape_json(&self, value: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value as J;
+        match value {
+            J::String(s) => J::String(self.escape(s)),
+            J::Array(items) => J::Array(items.iter().map(|v| self.escape_json(v)).collect()),
+            J::Object(map) => J::Object(
+                map.iter()
+                    .map(|(k, v)| (self.escape(k), self.escape_json(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
     }
 
     fn escape(&self, content: &str) -> String {
@@ -385,22 +503,45 @@ impl ChatFormatter {
         out
     }
 
-    /// Renders `messages` and tokenizes the result: special-token text written by the
-    /// template becomes special ids; text that came from message contents never does.
-    /// Returns the rendered text and its ids (nothing else is added: templates write BOS).
+    /// Renders `messages` (with `tools` when given) and tokenizes the result: special-token
+    /// text written by the template becomes special ids; text that came from message
+    /// contents, tool definitions or call arguments never does. Returns the rendered text
+    /// and its ids (nothing else is added: templates write BOS).
     pub fn encode(
         &self,
         messages: &[ChatMessage],
+        tools: Option<&Tools>,
         add_generation_prompt: bool,
         options: &ChatOptions,
     ) -> Result<(String, Vec<u32>)> {
+        let messages = self.with_tools(messages, tools)?;
         let escaped: Vec<ChatMessage> = messages
             .iter()
-            .map(|m| ChatMessage::new(m.role.clone(), self.escape(&m.content)))
+            .map(|m| ChatMessage {
+                role: m.role.clone(),
+                content: self.escape(&m.content),
+                tool_calls: m
+                    .tool_calls
+                    .iter()
+                    .map(|c| ToolCall {
+                        name: self.escape(&c.name),
+                        arguments: self.escape_json(&c.arguments),
+                    })
+                    .collect(),
+            })
             .collect();
-        let rendered = self
-            .template
-            .render(&escaped, add_generation_prompt, options)?;
+        let escaped_tools: Option<Vec<serde_json::Value>> = tools.map(|t| {
+            t.definitions()
+                .iter()
+                .map(|d| self.escape_json(d))
+                .collect()
+        });
+        let rendered = self.template.render_with_tools(
+            &escaped,
+            escaped_tools.as_deref(),
+            add_generation_prompt,
+            options,
+        )?;
         let plain = EncodeOptions {
             add_special: false,
             parse_special: false,
@@ -464,7 +605,13 @@ mod tests {
             serde_json::json!({"a": [1, "<b>"], "c": null}),
         ));
         assert_eq!(
-            tojson(v, None).unwrap().to_string(),
+            tojson(
+                v,
+                None,
+                Kwargs::from_iter(std::iter::empty::<(&str, Value)>())
+            )
+            .unwrap()
+            .to_string(),
             r#"{"a": [1, "<b>"], "c": null}"#
         );
     }

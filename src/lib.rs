@@ -14,6 +14,7 @@ pub mod model;
 pub mod model_config;
 pub(crate) mod side_files;
 pub mod tokenizer;
+pub mod tools;
 
 pub use chat::{ChatMessage, ChatOptions};
 pub use engine::{EngineOptions, ExecutionProvider};
@@ -25,6 +26,7 @@ pub use generation::{
 pub use model::{LoadOptions, Model};
 pub use tokenizer::eos::EosSource;
 pub use tokenizer::{EncodeOptions, Encoding, Tokenizer, TokenizerFormat};
+pub use tools::{ToolCall, ToolCallFormat, ToolChatReply, ToolChoice, Tools};
 
 /// The crate version, as in `Cargo.toml`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -12,6 +12,7 @@ use crate::generation::{generate, Flow, GenerateParams, Generation};
 use crate::model_config::ModelConfig;
 use crate::tokenizer::eos::EosSource;
 use crate::tokenizer::{EncodeOptions, Encoding, Tokenizer, TokenizerFormat};
+use crate::tools::{ToolCallFormat, ToolChatReply, ToolChoice, Tools};
 
 /// Everything that can be set when loading a model. `Default` gives the documented defaults.
 #[derive(Debug, Clone)]
@@ -229,11 +230,31 @@ impl Model {
         add_generation_prompt: bool,
         options: &ChatOptions,
     ) -> Result<String> {
+        self.apply_chat_template_with_tools(messages, None, add_generation_prompt, options)
+    }
+
+    /// As [`Model::apply_chat_template`], with the tool definitions the template renders
+    /// (`apply_chat_template(messages, tools=...)`). An assistant message whose content is
+    /// only calls of these tools in the template's format (a reply's text given back) is
+    /// rendered as those calls. [`Error::Unsupported`] when the template renders no tools.
+    pub fn apply_chat_template_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&Tools>,
+        add_generation_prompt: bool,
+        options: &ChatOptions,
+    ) -> Result<String> {
         for m in messages {
             self.check_input_len(m.content.len())?;
         }
         self.chat_formatter()?
-            .render(messages, add_generation_prompt, options)
+            .render(messages, tools, add_generation_prompt, options)
+    }
+
+    /// How the model's chat template writes tool calls; [`Error::Unsupported`] when it
+    /// writes none the library reads.
+    pub fn tool_call_format(&self) -> Result<ToolCallFormat> {
+        self.chat_formatter()?.tool_format()
     }
 
     /// The prompt ids of a chat: the template's special-token text becomes special ids,
@@ -245,11 +266,73 @@ impl Model {
         add_generation_prompt: bool,
         options: &ChatOptions,
     ) -> Result<(String, Vec<u32>)> {
+        self.encode_chat_with_tools(messages, None, add_generation_prompt, options)
+    }
+
+    /// As [`Model::encode_chat`], with tools (see [`Model::apply_chat_template_with_tools`]).
+    pub fn encode_chat_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&Tools>,
+        add_generation_prompt: bool,
+        options: &ChatOptions,
+    ) -> Result<(String, Vec<u32>)> {
         for m in messages {
             self.check_input_len(m.content.len())?;
         }
         self.chat_formatter()?
-            .encode(messages, add_generation_prompt, options)
+            .encode(messages, tools, add_generation_prompt, options)
+    }
+
+    /// Renders the chat with `tools` and a generation prompt, generates the reply and reads
+    /// the tool calls in it (the template family's format, [`Model::tool_call_format`]).
+    /// With [`ToolChoice::Required`] the reply is constrained to exactly one call of one of
+    /// the tools whose arguments match that tool's parameter schema (then `params` must not
+    /// carry a constraint of its own). The text streams to `on_text` as it is generated,
+    /// call text included. [`Error::Unsupported`] when the template has no known tool-call
+    /// format.
+    pub fn generate_chat_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: &Tools,
+        choice: ToolChoice,
+        options: &ChatOptions,
+        params: &GenerateParams,
+        on_text: &mut dyn FnMut(&str) -> Flow,
+    ) -> Result<ToolChatReply> {
+        let engine = self.require_engine()?;
+        let format = self.tool_call_format()?;
+        let constrained;
+        let params = match choice {
+            ToolChoice::Auto => params,
+            ToolChoice::Required => {
+                if params.constraint.is_some() {
+                    return Err(Error::InvalidArgument(
+                        "a required tool call constrains the reply itself; the generation parameters must not carry a constraint too".into(),
+                    ));
+                }
+                constrained = GenerateParams {
+                    constraint: Some(format.call_constraint(tools)),
+                    ..params.clone()
+                };
+                &constrained
+            }
+        };
+        let (_, ids) = self.encode_chat_with_tools(messages, Some(tools), true, options)?;
+        let generation = generate::generate(
+            engine,
+            &self.tokenizer,
+            &self.grammar,
+            &ids,
+            params,
+            on_text,
+        )?;
+        let (tool_calls, content) = format.parse(&generation.text, tools);
+        Ok(ToolChatReply {
+            generation,
+            tool_calls,
+            content,
+        })
     }
 
     /// Renders the chat with a generation prompt and generates the assistant's reply.

@@ -55,6 +55,10 @@ CONSTRAINT_LARK = 3
 CONSTRAINT_JSON_OBJECT = 4
 MAX_CONSTRAINT_BYTES = 262144
 
+TOOL_CHOICE_AUTO = 0
+TOOL_CHOICE_REQUIRED = 1
+MAX_TOOLS_BYTES = 262144
+
 FORMAT_AUTO = 0
 FORMAT_HF_JSON = 1
 FORMAT_SENTENCEPIECE = 2
@@ -88,6 +92,9 @@ STRUCT_TOKEN_SPAN = 4
 STRUCT_TOKEN_BATCH = 5
 STRUCT_CHAT_MESSAGE = 6
 STRUCT_CONSTRAINT = 7
+STRUCT_CHAT_TOOLS = 8
+STRUCT_TOOL_CALL = 9
+STRUCT_TOOL_CALLS = 10
 
 TOKENIZE_ADD_SPECIAL = 1
 TOKENIZE_PARSE_SPECIAL = 2
@@ -113,6 +120,32 @@ class Constraint(ctypes.Structure):
         ("struct_size", c_uint32),
         ("kind", c_int32),
         ("text", c_char_p),
+    ]
+
+
+class ChatTools(ctypes.Structure):
+    c_name = "SphanaLlmChatTools"
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("tool_choice", c_uint32),
+        ("tools_json", c_char_p),
+    ]
+
+
+class ToolCall(ctypes.Structure):
+    c_name = "SphanaLlmToolCall"
+    _fields_ = [
+        ("name", POINTER(c_char)),
+        ("arguments_json", POINTER(c_char)),
+    ]
+
+
+class ToolCalls(ctypes.Structure):
+    c_name = "SphanaLlmToolCalls"
+    _fields_ = [
+        ("calls", POINTER(ToolCall)),
+        ("count", c_size_t),
+        ("content", POINTER(c_char)),
     ]
 
 
@@ -217,6 +250,9 @@ STRUCTS = {
     STRUCT_TOKEN_BATCH: TokenBatch,
     STRUCT_CHAT_MESSAGE: ChatMessage,
     STRUCT_CONSTRAINT: Constraint,
+    STRUCT_CHAT_TOOLS: ChatTools,
+    STRUCT_TOOL_CALL: ToolCall,
+    STRUCT_TOOL_CALLS: ToolCalls,
 }
 
 # SphanaLlmTextCallback: (text, len, user_data) -> 0 to go on. The text may hold NUL bytes: read len bytes.
@@ -241,6 +277,12 @@ FUNCTIONS = {
     "sphana_llm_generate_chat": (c_int32, [
         _model, POINTER(ChatMessage), c_size_t, POINTER(GenerateParams), TEXT_CALLBACK, c_void_p, _out_handle,
         POINTER(GenerateStats)]),
+    "sphana_llm_apply_chat_template_tools": (c_int32, [
+        _model, POINTER(ChatMessage), c_size_t, POINTER(ChatTools), c_uint32, _out_handle, _size_out]),
+    "sphana_llm_generate_chat_tools": (c_int32, [
+        _model, POINTER(ChatMessage), c_size_t, POINTER(ChatTools), POINTER(GenerateParams), TEXT_CALLBACK, c_void_p,
+        _out_handle, POINTER(GenerateStats), POINTER(ToolCalls)]),
+    "sphana_llm_tool_calls_free": (None, [POINTER(ToolCalls)]),
     "sphana_llm_last_error": (c_char_p, []),
     "sphana_llm_version": (c_char_p, []),
     "sphana_llm_abi_version": (c_uint32, []),

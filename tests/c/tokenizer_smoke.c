@@ -483,6 +483,9 @@ int main(int argc, char **argv) {
             {SPHANA_LLM_STRUCT_TOKEN_BATCH, sizeof(SphanaLlmTokenBatch), "SphanaLlmTokenBatch"},
             {SPHANA_LLM_STRUCT_CHAT_MESSAGE, sizeof(SphanaLlmChatMessage), "SphanaLlmChatMessage"},
             {SPHANA_LLM_STRUCT_CONSTRAINT, sizeof(SphanaLlmConstraint), "SphanaLlmConstraint"},
+            {SPHANA_LLM_STRUCT_CHAT_TOOLS, sizeof(SphanaLlmChatTools), "SphanaLlmChatTools"},
+            {SPHANA_LLM_STRUCT_TOOL_CALL, sizeof(SphanaLlmToolCall), "SphanaLlmToolCall"},
+            {SPHANA_LLM_STRUCT_TOOL_CALLS, sizeof(SphanaLlmToolCalls), "SphanaLlmToolCalls"},
         };
         for (size_t i = 0; i < sizeof structs / sizeof structs[0]; i++) {
             size_t size = 0;
@@ -493,8 +496,8 @@ int main(int argc, char **argv) {
         size_t untouched = 12345;
         EXPECT_ERROR(sphana_llm_struct_size(0, &untouched), SPHANA_LLM_ERR_INVALID_ARGUMENT, "struct kind",
                      "struct_size of kind 0");
-        EXPECT_ERROR(sphana_llm_struct_size(8, &untouched), SPHANA_LLM_ERR_INVALID_ARGUMENT, "struct kind",
-                     "struct_size of kind 8");
+        EXPECT_ERROR(sphana_llm_struct_size(11, &untouched), SPHANA_LLM_ERR_INVALID_ARGUMENT, "struct kind",
+                     "struct_size of kind 11");
         CHECK(untouched == 12345, "a rejected struct_size call wrote %zu", untouched);
         EXPECT_ERROR(sphana_llm_struct_size(SPHANA_LLM_STRUCT_LOAD_OPTIONS, NULL), SPHANA_LLM_ERR_INVALID_ARGUMENT,
                      "out_size", "struct_size with NULL out_size");

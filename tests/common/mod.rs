@@ -193,3 +193,28 @@ pub fn model_dir(name: &str) -> PathBuf {
     );
     dir
 }
+
+/// A temporary tokenizer directory for SmolLM2: its `tokenizer.json` and
+/// `tokenizer_config.json`, with the chat template of the tokenizer directory `template_of`
+/// (under assets, e.g. `tokenizers/qwen3-chat`: a template with tools, which SmolLM2's own
+/// lacks). `tag` keeps concurrent tests apart; the caller removes the directory.
+pub fn smollm2_with_template(template_of: &str, tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "sphana-llm-template-{}-{tag}-{}-{:?}",
+        template_of.replace('/', "-"),
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model_dir = model_dir("smollm2-135m-instruct");
+    std::fs::copy(model_dir.join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+    let read = |path: PathBuf| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let mut config = read(model_dir.join("tokenizer_config.json"));
+    let other = read(assets_dir().join(template_of).join("tokenizer_config.json"));
+    config["chat_template"] = other["chat_template"].clone();
+    std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).unwrap();
+    dir
+}
