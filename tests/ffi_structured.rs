@@ -12,7 +12,6 @@ mod common;
 mod micro;
 
 use std::ffi::CString;
-use std::process::{Command, Stdio};
 use std::ptr::{null, null_mut};
 
 use capi::{generate, last_error, message, Generated, Handle, Prompt};
@@ -67,22 +66,10 @@ fn ask(model: Handle, p: &mut SphanaLlmGenerateParams) -> (Generated, SphanaLlmG
 }
 
 fn validate(kind: &str, constraint: &str, text: &str) {
-    let mut child = Command::new("python3")
-        .arg(common::repo_root().join("scripts/goldens/check_structured.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 scripts/goldens/check_structured.py");
-    let request = serde_json::json!([{"kind": kind, "constraint": constraint, "text": text}]);
-    serde_json::to_writer(child.stdin.take().unwrap(), &request).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        verdict[0]["ok"], true,
-        "{kind} {text:?}: {}",
-        verdict[0]["error"]
-    );
+    let verdict = common::check_structured(&[
+        serde_json::json!({"kind": kind, "constraint": constraint, "text": text}),
+    ]);
+    assert_eq!(verdict[0], "", "{kind} {text:?}");
 }
 
 #[test]

@@ -124,11 +124,12 @@ fn required_call_through_the_c_abi_validates() {
             .iter()
             .find(|t| t["function"]["name"] == name.as_str())
             .unwrap_or_else(|| panic!("no tool {name}"));
-        let verdict = check(
-            "json_schema",
-            &tool["function"]["parameters"].to_string(),
-            arguments,
-        );
+        let verdict = common::check_structured(&[serde_json::json!({
+            "kind": "json_schema",
+            "constraint": tool["function"]["parameters"].to_string(),
+            "text": arguments,
+        })])
+        .remove(0);
         assert!(verdict.is_empty(), "{name} {arguments}: {verdict}");
         assert!(reply
             .text
@@ -141,23 +142,6 @@ fn required_call_through_the_c_abi_validates() {
         unsafe { sphana_llm_tool_calls_free(null_mut()) };
     }
     sphana_llm_free(model.0);
-}
-
-/// `check_structured.py`'s verdict on one output: "" when it validates.
-fn check(kind: &str, constraint: &str, text: &str) -> String {
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("python3")
-        .arg(common::repo_root().join("scripts/goldens/check_structured.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 scripts/goldens/check_structured.py");
-    let request = serde_json::json!([{"kind": kind, "constraint": constraint, "text": text}]);
-    serde_json::to_writer(child.stdin.take().unwrap(), &request).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    verdict[0]["error"].as_str().unwrap().to_owned()
 }
 
 #[test]

@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Barrier};
 
 use sphana_llm::{
@@ -74,22 +74,12 @@ fn assert_all_valid(outputs: &[Output]) {
         .iter()
         .map(|o| serde_json::json!({"kind": o.kind, "constraint": o.constraint, "text": o.text}))
         .collect();
-    let mut child = Command::new("python3")
-        .arg(common::repo_root().join("scripts/goldens/check_structured.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 scripts/goldens/check_structured.py");
-    serde_json::to_writer(child.stdin.take().unwrap(), &request).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "check_structured.py failed");
-    let verdicts: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(verdicts.len(), outputs.len());
+    let verdicts = common::check_structured(&request);
     let failures: Vec<String> = outputs
         .iter()
         .zip(&verdicts)
-        .filter(|(_, v)| v["ok"] != true)
-        .map(|(o, v)| format!("{}: {:?} — {}", o.what, o.text, v["error"]))
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(o, v)| format!("{}: {:?} — {v}", o.what, o.text))
         .collect();
     assert!(
         failures.is_empty(),

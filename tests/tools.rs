@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use sphana_llm::{
     ChatMessage, ChatOptions, Constraint, EncodeOptions, Error, Flow, GenerateParams, LoadOptions,
@@ -241,21 +241,12 @@ fn assert_valid_calls(format: ToolCallFormat, tools_json: &str, replies: &[(Stri
             })
         })
         .collect();
-    let mut child = Command::new("python3")
-        .arg(common::repo_root().join("scripts/goldens/check_structured.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 scripts/goldens/check_structured.py");
-    serde_json::to_writer(child.stdin.take().unwrap(), &request).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "check_structured.py failed");
-    let verdicts: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let verdicts = common::check_structured(&request);
     let failures: Vec<String> = replies
         .iter()
         .zip(&verdicts)
-        .filter(|(_, v)| v["ok"] != true)
-        .map(|((what, text), v)| format!("{what}: {text:?} — {}", v["error"]))
+        .filter(|(_, v)| !v.is_empty())
+        .map(|((what, text), v)| format!("{what}: {text:?} — {v}"))
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

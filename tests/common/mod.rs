@@ -218,3 +218,31 @@ pub fn smollm2_with_template(template_of: &str, tag: &str) -> PathBuf {
     std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).unwrap();
     dir
 }
+
+/// The independent validator's verdicts (`scripts/goldens/check_structured.py`: Python `json`,
+/// `re`, `lark`, `jsonschema`) on `items` (`{"kind", "constraint", "text"}` objects, plus
+/// `"format"` for tool calls): one error message per item, empty when it validates.
+pub fn check_structured(items: &[serde_json::Value]) -> Vec<String> {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("python3")
+        .arg(repo_root().join("scripts/goldens/check_structured.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 scripts/goldens/check_structured.py");
+    serde_json::to_writer(child.stdin.take().unwrap(), items).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "check_structured.py failed");
+    let verdicts: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verdicts.len(), items.len());
+    verdicts
+        .iter()
+        .map(|v| {
+            if v["ok"] == true {
+                String::new()
+            } else {
+                v["error"].as_str().unwrap_or("no verdict").to_owned()
+            }
+        })
+        .collect()
+}
