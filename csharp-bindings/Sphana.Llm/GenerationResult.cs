@@ -32,9 +32,11 @@ namespace Sphana.Llm
     public sealed class GenerationResult
     {
         internal GenerationResult(string text, int[] tokenIds, IReadOnlyList<TokenLogprob> logprobs,
-            NativeMethods.GenerateStats stats)
+            NativeMethods.GenerateStats stats, IReadOnlyList<ToolCall> toolCalls, string content)
         {
             Text = text;
+            ToolCalls = toolCalls ?? new ToolCall[0];
+            Content = content ?? text;
             TokenIds = tokenIds;
             Logprobs = logprobs;
             FinishReason = (FinishReason)stats.finish_reason;
@@ -52,6 +54,18 @@ namespace Sphana.Llm
 
         /// <summary>The generated text (special tokens and the stop string left out).</summary>
         public string Text { get; private set; }
+
+        /// <summary>
+        /// The tool calls read from the reply, in order, when the generation had tools
+        /// (<see cref="LlmModel.CompleteChatWithTools"/>); empty when the model answered in text or had no tools.
+        /// </summary>
+        public IReadOnlyList<ToolCall> ToolCalls { get; private set; }
+
+        /// <summary>
+        /// With tools: the reply's text without the calls, trimmed (empty for a reply that is only calls). Without
+        /// tools: <see cref="Text"/>.
+        /// </summary>
+        public string Content { get; private set; }
 
         /// <summary>The generated ids, without the EOS that ended generation.</summary>
         public IReadOnlyList<int> TokenIds { get; private set; }

@@ -8,30 +8,38 @@ namespace Sphana.Llm
     /// <summary>What a generation starts from: UTF-8 text, token ids, or a conversation for the chat template.</summary>
     internal sealed class PromptInput
     {
-        private PromptInput(byte[] text, int[] ids, EncodedChat chat)
+        private PromptInput(byte[] text, int[] ids, EncodedChat chat, EncodedTools tools)
         {
             Text = text;
             Ids = ids;
             Chat = chat;
+            Tools = tools;
         }
 
         internal readonly byte[] Text;
         internal readonly int[] Ids;
         internal readonly EncodedChat Chat;
+        /// <summary>With <see cref="Chat"/>: the tools (the call goes to sphana_llm_generate_chat_tools), or null.</summary>
+        internal readonly EncodedTools Tools;
 
         internal static PromptInput FromText(byte[] text)
         {
-            return new PromptInput(text, null, null);
+            return new PromptInput(text, null, null, null);
         }
 
         internal static PromptInput FromIds(int[] ids)
         {
-            return new PromptInput(null, ids, null);
+            return new PromptInput(null, ids, null, null);
         }
 
         internal static PromptInput FromChat(EncodedChat chat)
         {
-            return new PromptInput(null, null, chat);
+            return new PromptInput(null, null, chat, null);
+        }
+
+        internal static PromptInput FromChat(EncodedChat chat, EncodedTools tools)
+        {
+            return new PromptInput(null, null, chat, tools);
         }
     }
 
@@ -83,6 +91,9 @@ namespace Sphana.Llm
             GCHandle stateHandle = default(GCHandle);
             bool cancelReferenced = false;
             IntPtr nativeText = IntPtr.Zero;
+            var nativeCalls = new NativeMethods.ToolCalls();
+            IReadOnlyList<ToolCall> toolCalls = null;
+            string content = null;
             SphanaLlmException failure = null;
             string text = null;
             try
@@ -144,7 +155,25 @@ namespace Sphana.Llm
                 NativeMethods.TextCallback callback = onText == null ? null : s_onText;
                 int status;
                 string function;
-                if (prompt.Chat != null)
+                if (prompt.Chat != null && prompt.Tools != null)
+                {
+                    GCHandle chatPin;
+                    NativeMethods.ChatMessage[] messages = prompt.Chat.Pin(out chatPin);
+                    if (chatPin.IsAllocated)
+                    {
+                        pins.Add(chatPin);
+                    }
+                    NativeMethods.ChatTools tools = prompt.Tools.ToNative(Pin(prompt.Tools.Json, pins));
+                    function = "sphana_llm_generate_chat_tools";
+                    status = NativeMethods.sphana_llm_generate_chat_tools(model, messages, NativeMethods.Size(messages.Length),
+                        ref tools, ref parameters, callback, GCHandle.ToIntPtr(stateHandle), out nativeText, ref stats,
+                        ref nativeCalls);
+                    if (status == 0)
+                    {
+                        toolCalls = EncodedTools.ReadCalls(nativeCalls, out content);
+                    }
+                }
+                else if (prompt.Chat != null)
                 {
                     GCHandle chatPin;
                     NativeMethods.ChatMessage[] messages = prompt.Chat.Pin(out chatPin);
@@ -185,6 +214,7 @@ namespace Sphana.Llm
                 {
                     NativeMethods.sphana_llm_string_free(nativeText);
                 }
+                NativeMethods.sphana_llm_tool_calls_free(ref nativeCalls);
                 if (stateHandle.IsAllocated)
                 {
                     stateHandle.Free();
@@ -216,7 +246,7 @@ namespace Sphana.Llm
             IReadOnlyList<TokenLogprob> tokenLogprobs = logprobs == null
                 ? (IReadOnlyList<TokenLogprob>)new TokenLogprob[0]
                 : TokenLogprob.FromNative(ids, logprobs, topIds, topLogprobs, top, kept, tokenText);
-            return new GenerationResult(text, ids, tokenLogprobs, stats);
+            return new GenerationResult(text, ids, tokenLogprobs, stats, toolCalls, content);
         }
 
         /// <summary>Pins <paramref name="array"/> for the call (freed with the other pins).</summary>

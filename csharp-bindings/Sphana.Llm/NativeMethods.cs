@@ -33,6 +33,13 @@ namespace Sphana.Llm
         internal const uint SPHANA_LLM_STRUCT_TOKEN_BATCH = 5u;
         internal const uint SPHANA_LLM_STRUCT_CHAT_MESSAGE = 6u;
         internal const uint SPHANA_LLM_STRUCT_CONSTRAINT = 7u;
+        internal const uint SPHANA_LLM_STRUCT_CHAT_TOOLS = 8u;
+        internal const uint SPHANA_LLM_STRUCT_TOOL_CALL = 9u;
+        internal const uint SPHANA_LLM_STRUCT_TOOL_CALLS = 10u;
+
+        // SphanaLlmChatTools.tool_choice (SPHANA_LLM_TOOL_CHOICE_*).
+        internal const uint SPHANA_LLM_TOOL_CHOICE_AUTO = 0u;
+        internal const uint SPHANA_LLM_TOOL_CHOICE_REQUIRED = 1u;
 
         // Constraint kinds of SphanaLlmConstraint.kind (SPHANA_LLM_CONSTRAINT_*).
         internal const int SPHANA_LLM_CONSTRAINT_JSON_SCHEMA = 1;
@@ -84,6 +91,32 @@ namespace Sphana.Llm
             public uint struct_size;
             public int kind;
             public IntPtr text;
+        }
+
+        /// <summary>SphanaLlmChatTools: <c>tools_json</c> points at pinned NUL-terminated UTF-8.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct ChatTools
+        {
+            public uint struct_size;
+            public uint tool_choice;
+            public IntPtr tools_json;
+        }
+
+        /// <summary>SphanaLlmToolCall (both strings owned by the library).</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct ToolCall
+        {
+            public IntPtr name;
+            public IntPtr arguments_json;
+        }
+
+        /// <summary>SphanaLlmToolCalls, filled by sphana_llm_generate_chat_tools; freed with sphana_llm_tool_calls_free.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct ToolCalls
+        {
+            public IntPtr calls;
+            public UIntPtr count;
+            public IntPtr content;
         }
 
         /// <summary>SphanaLlmGenerateStats.</summary>
@@ -307,6 +340,18 @@ namespace Sphana.Llm
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int sphana_llm_generate_chat(SafeLlmModelHandle model, ChatMessage[] messages, UIntPtr count,
             ref GenerateParams parameters, TextCallback onText, IntPtr userData, out IntPtr outText, ref GenerateStats outStats);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_apply_chat_template_tools(SafeLlmModelHandle model, ChatMessage[] messages,
+            UIntPtr count, ref ChatTools tools, uint addGenerationPrompt, out IntPtr outText, out UIntPtr outLen);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int sphana_llm_generate_chat_tools(SafeLlmModelHandle model, ChatMessage[] messages,
+            UIntPtr count, ref ChatTools tools, ref GenerateParams parameters, TextCallback onText, IntPtr userData,
+            out IntPtr outText, ref GenerateStats outStats, ref ToolCalls outCalls);
+
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern void sphana_llm_tool_calls_free(ref ToolCalls calls);
 
         // ---- helpers -------------------------------------------------------------------------
 

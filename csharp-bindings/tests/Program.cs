@@ -39,6 +39,7 @@ namespace Sphana.Llm.Tests
             ErrorTests.Register(tests);
             ChatTests.Register(tests);
             ConstraintTests.Register(tests);
+            ToolTests.Register(tests);
             DropInTests.Register(tests);
 
             string runtime = Type.GetType("Mono.Runtime") != null ? "mono" : "coreclr";

@@ -103,7 +103,12 @@ namespace Sphana.Llm.Tests
                 Check.Equal(constant.Value, (long)(uint)field.GetValue(null), "value of " + constant.Key);
                 structKinds++;
             }
-            Check.Equal(7, structKinds, "SPHANA_LLM_STRUCT_* constants compared");
+            Check.Equal(10, structKinds, "SPHANA_LLM_STRUCT_* constants compared");
+            // The tool choices: ToolChoice's members are the SPHANA_LLM_TOOL_CHOICE_* values.
+            Check.Equal(defines["SPHANA_LLM_TOOL_CHOICE_AUTO"], (long)ToolChoice.Auto, "TOOL_CHOICE_AUTO");
+            Check.Equal(defines["SPHANA_LLM_TOOL_CHOICE_REQUIRED"], (long)ToolChoice.Required, "TOOL_CHOICE_REQUIRED");
+            Check.Equal((long)NativeMethods.SPHANA_LLM_TOOL_CHOICE_REQUIRED, (long)ToolChoice.Required, "NativeMethods TOOL_CHOICE_REQUIRED");
+            Check.Equal(defines["SPHANA_LLM_MAX_TOOLS_BYTES"], (long)LlmModel.MaxToolsBytes, "MAX_TOOLS_BYTES");
             string version = LlmModel.NativeVersion;
             Check.True(Regex.IsMatch(version, @"^\d+\.\d+\.\d+"), "a version string (" + version + ")");
         }
@@ -144,6 +149,9 @@ namespace Sphana.Llm.Tests
                 { "SphanaLlmTokenBatch", typeof(NativeMethods.TokenBatch) },
                 { "SphanaLlmChatMessage", typeof(NativeMethods.ChatMessage) },
                 { "SphanaLlmConstraint", typeof(NativeMethods.Constraint) },
+                { "SphanaLlmChatTools", typeof(NativeMethods.ChatTools) },
+                { "SphanaLlmToolCall", typeof(NativeMethods.ToolCall) },
+                { "SphanaLlmToolCalls", typeof(NativeMethods.ToolCalls) },
             };
 
             // Every struct the wrapper declares has the size the loaded library was built with.
@@ -156,6 +164,9 @@ namespace Sphana.Llm.Tests
                 { "SphanaLlmTokenBatch", NativeMethods.SPHANA_LLM_STRUCT_TOKEN_BATCH },
                 { "SphanaLlmChatMessage", NativeMethods.SPHANA_LLM_STRUCT_CHAT_MESSAGE },
                 { "SphanaLlmConstraint", NativeMethods.SPHANA_LLM_STRUCT_CONSTRAINT },
+                { "SphanaLlmChatTools", NativeMethods.SPHANA_LLM_STRUCT_CHAT_TOOLS },
+                { "SphanaLlmToolCall", NativeMethods.SPHANA_LLM_STRUCT_TOOL_CALL },
+                { "SphanaLlmToolCalls", NativeMethods.SPHANA_LLM_STRUCT_TOOL_CALLS },
             };
             Check.Equal(structs.Count, kinds.Count, "a struct kind for every C# mirror");
             foreach (KeyValuePair<string, Type> mirror in structs)
