@@ -1406,7 +1406,8 @@ int32_t sphana_llm_apply_chat_template_tools(const struct SphanaLlmModel *model,
                                              size_t *out_len);
 
 /**
- * One tool call read from a reply: both strings malloc'd, NUL-terminated UTF-8.
+ * One tool call read from a reply: both strings malloc'd, NUL-terminated UTF-8 (neither
+ * holds a NUL byte: tool names cannot, and the arguments are JSON, which escapes it).
  */
 typedef struct SphanaLlmToolCall {
   /**
@@ -1434,9 +1435,13 @@ typedef struct SphanaLlmToolCalls {
   size_t count;
   /**
    * The reply's text without the calls, trimmed, NUL-terminated (never NULL after a
-   * successful call).
+   * successful call). A model can generate U+0000: read it with `content_len`.
    */
   char *content;
+  /**
+   * Length of `content` in bytes, without the terminating NUL.
+   */
+  size_t content_len;
 } SphanaLlmToolCalls;
 
 /**

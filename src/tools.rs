@@ -309,6 +309,11 @@ impl Tools {
                     "tools[{i}] has no function name"
                 )));
             }
+            if name.contains('\0') {
+                return Err(Error::InvalidArgument(format!(
+                    "tools[{i}]: the name {name:?} contains a NUL character"
+                )));
+            }
             if !seen.insert(name) {
                 return Err(Error::InvalidArgument(format!(
                     "tools[{i}]: the name {name:?} is used by an earlier tool"
@@ -381,6 +386,7 @@ mod tests {
             ),
             (r#"[{"name": "a"}, {"name": "a"}]"#, "earlier tool"),
             (r#"[{"name": "a", "parameters": 3}]"#, "parameters must be"),
+            (r#"[{"name": "a\u0000b"}]"#, "NUL"),
         ] {
             let e = Tools::from_json(bad).unwrap_err().to_string();
             assert!(e.contains(needle), "{bad}: {e}");

@@ -59,6 +59,7 @@ fn generate(
         calls: std::ptr::dangling_mut(),
         count: 99,
         content: std::ptr::dangling_mut(),
+        content_len: 77,
     };
     let status = unsafe {
         sphana_llm_generate_chat_tools(
@@ -87,10 +88,14 @@ fn generate(
         })
         .collect();
     let content = (!calls.content.is_null()).then(|| {
-        unsafe { CStr::from_ptr(calls.content) }
-            .to_str()
-            .unwrap()
-            .to_owned()
+        let bytes =
+            unsafe { std::slice::from_raw_parts(calls.content.cast::<u8>(), calls.content_len) };
+        assert_eq!(
+            unsafe { *calls.content.add(calls.content_len) },
+            0,
+            "NUL after content"
+        );
+        String::from_utf8(bytes.to_vec()).unwrap()
     });
     Reply {
         status,
@@ -138,6 +143,7 @@ fn required_call_through_the_c_abi_validates() {
             .contains(&format!("\"{name}\"")));
         unsafe { sphana_llm_tool_calls_free(&mut reply.raw) };
         assert!(reply.raw.calls.is_null() && reply.raw.count == 0 && reply.raw.content.is_null());
+        assert_eq!(reply.raw.content_len, 0);
         unsafe { sphana_llm_tool_calls_free(&mut reply.raw) };
         unsafe { sphana_llm_tool_calls_free(null_mut()) };
     }
@@ -241,7 +247,10 @@ fn bad_tool_input_is_refused_and_changes_nothing() {
         assert_eq!(reply.status, status, "{what}: {}", last_error());
         assert!(last_error().contains(needle), "{what}: {}", last_error());
         assert!(
-            reply.text.is_none() && reply.calls.is_empty() && reply.content.is_none(),
+            reply.text.is_none()
+                && reply.calls.is_empty()
+                && reply.content.is_none()
+                && reply.raw.content_len == 0,
             "{what}"
         );
     }

@@ -117,6 +117,7 @@ namespace Sphana.Llm
             public IntPtr calls;
             public UIntPtr count;
             public IntPtr content;
+            public UIntPtr content_len;
         }
 
         /// <summary>SphanaLlmGenerateStats.</summary>

@@ -90,7 +90,8 @@ namespace Sphana.Llm
         /// <summary>Copies the library's calls (the caller frees the struct).</summary>
         internal static IReadOnlyList<ToolCall> ReadCalls(NativeMethods.ToolCalls calls, out string content)
         {
-            content = Utf8.FromNativeNulTerminated(calls.content);
+            // The length, not strlen: the model may have generated U+0000.
+            content = Utf8.FromNative(calls.content, checked((int)NativeMethods.Long(calls.content_len)));
             long count = NativeMethods.Long(calls.count);
             var list = new ToolCall[count];
             int size = System.Runtime.InteropServices.Marshal.SizeOf(typeof(NativeMethods.ToolCall));

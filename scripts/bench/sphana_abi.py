@@ -146,6 +146,7 @@ class ToolCalls(ctypes.Structure):
         ("calls", POINTER(ToolCall)),
         ("count", c_size_t),
         ("content", POINTER(c_char)),
+        ("content_len", c_size_t),
     ]
 
 

@@ -253,7 +253,8 @@ impl SphanaLlmChatTools {
     };
 }
 
-/// One tool call read from a reply: both strings malloc'd, NUL-terminated UTF-8.
+/// One tool call read from a reply: both strings malloc'd, NUL-terminated UTF-8 (neither
+/// holds a NUL byte: tool names cannot, and the arguments are JSON, which escapes it).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct SphanaLlmToolCall {
@@ -273,8 +274,10 @@ pub struct SphanaLlmToolCalls {
     /// Number of calls; 0 when the model answered in text.
     pub count: usize,
     /// The reply's text without the calls, trimmed, NUL-terminated (never NULL after a
-    /// successful call).
+    /// successful call). A model can generate U+0000: read it with `content_len`.
     pub content: *mut c_char,
+    /// Length of `content` in bytes, without the terminating NUL.
+    pub content_len: usize,
 }
 
 /// Reads a `SphanaLlmChatTools`.
@@ -453,6 +456,7 @@ const ZERO_CALLS: SphanaLlmToolCalls = SphanaLlmToolCalls {
     calls: std::ptr::null_mut(),
     count: 0,
     content: std::ptr::null_mut(),
+    content_len: 0,
 };
 
 /// The C form of a reply's calls (all malloc'd; freed again if an allocation fails).
@@ -460,6 +464,7 @@ fn calls_to_c(calls: &[ToolCall], content: &str) -> Result<SphanaLlmToolCalls> {
     let mut out = ZERO_CALLS;
     let built = (|| -> Result<()> {
         out.content = malloc_string(content)?;
+        out.content_len = content.len();
         if calls.is_empty() {
             return Ok(());
         }
