@@ -211,8 +211,10 @@ fn tool_definitions_and_arguments_cannot_inject_control_tokens() {
 
 fn load_with_template(dir: &str, template_of: &str) -> Model {
     let tokenizer = common::smollm2_with_template(template_of, dir);
+    // The tool definitions open every prompt: the prefix cache reads them once.
     let options = LoadOptions {
         tokenizer_path: Some(tokenizer.clone()),
+        prefix_cache_bytes: 64 << 20,
         ..common::load_options()
     };
     let model = Model::load(common::model_dir(dir), &options)

@@ -213,7 +213,8 @@ namespace Sphana.Llm.Tests
             }
         }
 
-        private static LlmModel Get(string key, Func<LlmModel> load)
+        /// <summary>The model loaded under <paramref name="key"/> (loaded by <paramref name="load"/> the first time; disposed at the end of the run).</summary>
+        internal static LlmModel Get(string key, Func<LlmModel> load)
         {
             lock (Lock)
             {

@@ -32,40 +32,32 @@ namespace Sphana.Llm.Tests
             "\"parameters\": {\"type\": \"object\", \"properties\": {\"document_id\": {\"type\": \"integer\", \"minimum\": 1, " +
             "\"maximum\": 100000}}, \"required\": [\"document_id\"]}}}]";
 
-        private static readonly object Lock = new object();
-        private static LlmModel s_model;
-
         /// <summary>SmolLM2 with a tokenizer directory that has Qwen3's chat template (chat_template.jinja).</summary>
         private static LlmModel Model
         {
-            get
+            get { return Fixtures.Get("smol-qwen3-chat", LoadWithQwen3Template); }
+        }
+
+        private static LlmModel LoadWithQwen3Template()
+        {
+            string smol = Paths.Model("smollm2-135m-instruct");
+            string dir = Path.Combine(Path.GetTempPath(), "sphana-llm-cs-tools-" + Guid.NewGuid().ToString("N"));
+            Directory.CreateDirectory(dir);
+            try
             {
-                lock (Lock)
-                {
-                    if (s_model == null)
-                    {
-                        string smol = Paths.Model("smollm2-135m-instruct");
-                        string dir = Path.Combine(Path.GetTempPath(), "sphana-llm-cs-tools-" + Guid.NewGuid().ToString("N"));
-                        Directory.CreateDirectory(dir);
-                        try
-                        {
-                            File.Copy(Path.Combine(smol, "tokenizer.json"), Path.Combine(dir, "tokenizer.json"));
-                            File.Copy(Path.Combine(smol, "tokenizer_config.json"), Path.Combine(dir, "tokenizer_config.json"));
-                            var qwen = (Dictionary<string, object>)MiniJson.Parse(File.ReadAllText(
-                                Path.Combine(Paths.Tokenizer("qwen3-chat"), "tokenizer_config.json")));
-                            // chat_template.jinja next to tokenizer_config.json takes precedence over its chat_template.
-                            File.WriteAllText(Path.Combine(dir, "chat_template.jinja"), (string)qwen["chat_template"]);
-                            LlmLoadOptions options = Fixtures.Options();
-                            options.TokenizerPath = dir;
-                            s_model = LlmModel.Load(smol, options);
-                        }
-                        finally
-                        {
-                            Directory.Delete(dir, true);
-                        }
-                    }
-                    return s_model;
-                }
+                File.Copy(Path.Combine(smol, "tokenizer.json"), Path.Combine(dir, "tokenizer.json"));
+                File.Copy(Path.Combine(smol, "tokenizer_config.json"), Path.Combine(dir, "tokenizer_config.json"));
+                var qwen = (Dictionary<string, object>)MiniJson.Parse(File.ReadAllText(
+                    Path.Combine(Paths.Tokenizer("qwen3-chat"), "tokenizer_config.json")));
+                // chat_template.jinja next to tokenizer_config.json takes precedence over its chat_template.
+                File.WriteAllText(Path.Combine(dir, "chat_template.jinja"), (string)qwen["chat_template"]);
+                LlmLoadOptions options = Fixtures.Options();
+                options.TokenizerPath = dir;
+                return LlmModel.Load(smol, options);
+            }
+            finally
+            {
+                Directory.Delete(dir, true);
             }
         }
 

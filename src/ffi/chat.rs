@@ -419,17 +419,8 @@ pub unsafe extern "C" fn sphana_llm_generate_chat_tools(
                     Ok(reply.generation)
                 },
             )
-        }
-        .inspect_err(|_| {
-            // run_generation may have written the text before failing.
-            if !out_text.is_null() {
-                // SAFETY: non-NULL out-pointer holding NULL or a malloc'd string.
-                unsafe {
-                    libc::free((*out_text).cast());
-                    write_out(out_text, std::ptr::null_mut());
-                }
-            }
-        })?;
+        }?;
+        // run_generation writes `*out_text` only once nothing of it can fail any more.
         let (calls, content) = read.unwrap_or_default();
         let result = calls_to_c(&calls, &content);
         match result {
@@ -440,7 +431,7 @@ pub unsafe extern "C" fn sphana_llm_generate_chat_tools(
             }
             Err(e) => {
                 if !out_text.is_null() {
-                    // SAFETY: as above.
+                    // SAFETY: non-NULL out-pointer holding NULL or a malloc'd string.
                     unsafe {
                         libc::free((*out_text).cast());
                         write_out(out_text, std::ptr::null_mut());

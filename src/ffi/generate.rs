@@ -583,7 +583,8 @@ unsafe fn check_stats(out_stats: *mut SphanaLlmGenerateStats) -> Result<()> {
     Ok(())
 }
 
-/// Runs a generation and writes the C outputs.
+/// Runs a generation and writes the C outputs. `*out_text` is written last of what can fail:
+/// on an error it is NULL.
 ///
 /// # Safety
 /// All pointers as documented for `sphana_llm_generate`.

@@ -172,7 +172,7 @@ pub(crate) unsafe fn read_versioned_struct<T: Copy>(
     if declared < ours {
         if !older_sizes.contains(&declared) {
             return Err(Error::InvalidArgument(format!(
-                "{name}.struct_size is {declared}, which is not a layout this library knows ({ours}, or earlier {older_sizes:?}); initialise it with the *_init() or *_default() function"
+                "{name}.struct_size is {declared}, which is not a layout this library knows ({ours}, or earlier {older_sizes:?}); set it to sizeof({name}) (the struct's *_default() or *_init() function, where it has one, does)"
             )));
         }
         let mut value = defaults;

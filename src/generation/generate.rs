@@ -86,6 +86,8 @@ pub fn generate(
     let mut verified: Vec<f32> = Vec::new();
     let mut vocab = 0;
     let mut draft: Vec<u32> = Vec::new();
+    // Whether the last run was a verification run (its logits are in `verified`).
+    let mut from_verified = false;
     let (mut drafted_total, mut accepted_total) = (0, 0);
     let cancelled = || params.cancel.as_ref().is_some_and(|c| c.is_cancelled());
     // The ids that end the text: none when the caller ignores EOS (a constraint still ends
@@ -132,10 +134,10 @@ pub fn generate(
                 finish = Some(FinishReason::Cancelled);
                 break;
             }
-            let row: &mut [f32] = if draft.is_empty() {
-                sequence.logits_mut()
-            } else {
+            let row: &mut [f32] = if from_verified {
                 &mut verified[i * vocab..(i + 1) * vocab]
+            } else {
+                sequence.logits_mut()
             };
             if want_logprobs {
                 raw.clear();
@@ -209,7 +211,7 @@ pub fn generate(
         if let Some(c) = context {
             room = room.min(c.saturating_sub(history.len()));
         }
-        let mut proposal = lookup.draft(&history, room);
+        let mut proposal = lookup.draft(&history, room, slot.shared());
         if let Some(c) = constraint.as_mut() {
             // Verify only what the grammar could keep.
             let valid = c.valid_prefix(&proposal)?;
@@ -220,12 +222,17 @@ pub fn generate(
             let mut ids = Vec::with_capacity(proposal.len() + 1);
             ids.push(next);
             ids.extend_from_slice(&proposal);
-            vocab = beside_mask(constraint.as_mut(), || {
+            let fed;
+            (vocab, fed) = beside_mask(constraint.as_mut(), || {
                 slot.step_many(&mut sequence, &ids, &mut verified)
             })?;
+            // A batch of several rows may have verified only the start of the draft.
+            proposal.truncate(fed - 1);
             draft = proposal;
+            from_verified = true;
         } else {
             beside_mask(constraint.as_mut(), || slot.step(&mut sequence, next))?;
+            from_verified = false;
         }
     }
     // Keeps prompt + answer in the prefix cache (if on) for the next turn; leaves the batch.

@@ -5,11 +5,13 @@
 //! all (see `generate`).
 //!
 //! How many tokens to draft adapts to how many were accepted: +2 after a fully accepted
-//! draft, down to one more than the accepted part after a partial one; after
-//! [`MISSES_BEFORE_PAUSE`] drafts in a row with nothing accepted, drafting pauses for a
-//! number of tokens that doubles with every further miss (up to [`LONGEST_PAUSE`]), so an
-//! open-ended answer, whose drafts keep failing, pays for few (chosen by measurement: longer
-//! pauses cost extractive answers more than they save open-ended ones, BENCHMARKS.md).
+//! draft, down to one more than the accepted part after a partial one. While other
+//! generations share the batch, after [`MISSES_BEFORE_PAUSE`] drafts in a row with nothing
+//! accepted drafting pauses for a number of tokens that doubles with every further miss (up
+//! to [`LONGEST_PAUSE`]): there a verification run is compute-bound and a failing draft
+//! slows every row. Alone, a generation never pauses: a memory-bound step over a few more
+//! positions costs about what a one-token step does, and a pause only misses the next copied
+//! span (chosen by measurement, BENCHMARKS.md).
 
 /// Longest n-gram looked up by default ([`super::GenerateParams::prompt_lookup_ngram`]).
 pub const DEFAULT_PROMPT_LOOKUP_NGRAM: usize = 3;
@@ -17,7 +19,7 @@ pub const DEFAULT_PROMPT_LOOKUP_NGRAM: usize = 3;
 pub const MAX_PROMPT_LOOKUP_NGRAM: usize = 16;
 /// Most draft tokens a request may ask for per step.
 pub const MAX_PROMPT_LOOKUP_TOKENS: usize = 64;
-/// Drafts in a row with no token accepted before drafting pauses.
+/// Drafts in a row with no token accepted before drafting pauses (in a shared batch).
 pub const MISSES_BEFORE_PAUSE: usize = 8;
 /// Longest pause, in generated tokens.
 pub const LONGEST_PAUSE: usize = 8;
@@ -51,11 +53,14 @@ impl PromptLookup {
     /// The draft for the tokens after `history` (prompt and generated ids, the last one
     /// included), at most `limit` tokens: what followed the latest earlier occurrence of
     /// the longest suffix of `history` (n-gram of `ngram` tokens down to 1) that occurred
-    /// before. Empty when drafting is off, paused, or nothing matches.
-    pub fn draft(&mut self, history: &[u32], limit: usize) -> Vec<u32> {
+    /// before. `shared`: other generations run in the same batch (only then do misses
+    /// pause drafting). Empty when drafting is off, paused, or nothing matches.
+    pub fn draft(&mut self, history: &[u32], limit: usize, shared: bool) -> Vec<u32> {
         if self.pause > 0 {
             self.pause -= 1;
-            return Vec::new();
+            if shared {
+                return Vec::new();
+            }
         }
         let want = self.budget.min(self.max_tokens).min(limit);
         if want == 0 {
@@ -108,26 +113,29 @@ mod tests {
         let mut lookup = PromptLookup::new(4, 3);
         // "1 2 3 9 9" earlier, "7 2 3 5 6" later: the suffix "2 3" matches both, the latest wins.
         let history = [1, 2, 3, 9, 9, 7, 2, 3, 5, 6, 4, 2, 3];
-        assert_eq!(lookup.draft(&history, 10), [5, 6, 4, 2]);
+        assert_eq!(lookup.draft(&history, 10, true), [5, 6, 4, 2]);
         // A 3-gram match beats a later 2-gram one.
         let history = [1, 2, 3, 8, 8, 0, 2, 3, 5, 5, 1, 2, 3];
-        assert_eq!(lookup.draft(&history, 10), [8, 8, 0, 2]);
+        assert_eq!(lookup.draft(&history, 10, true), [8, 8, 0, 2]);
     }
 
     #[test]
     fn drafts_respect_the_limit_and_the_end_of_the_history() {
         let mut lookup = PromptLookup::new(8, 2);
         let history = [5, 6, 7, 5, 6];
-        assert_eq!(lookup.draft(&history, 10), [7, 5, 6], "up to the end");
-        assert_eq!(lookup.draft(&history, 2), [7, 5], "at most the limit");
-        assert!(lookup.draft(&history, 0).is_empty());
-        assert!(lookup.draft(&[1, 2, 3], 5).is_empty(), "nothing repeats");
+        assert_eq!(lookup.draft(&history, 10, true), [7, 5, 6], "up to the end");
+        assert_eq!(lookup.draft(&history, 2, true), [7, 5], "at most the limit");
+        assert!(lookup.draft(&history, 0, true).is_empty());
         assert!(
-            lookup.draft(&[4], 5).is_empty(),
+            lookup.draft(&[1, 2, 3], 5, true).is_empty(),
+            "nothing repeats"
+        );
+        assert!(
+            lookup.draft(&[4], 5, true).is_empty(),
             "one token: no earlier occurrence"
         );
         assert!(
-            PromptLookup::new(0, 3).draft(&history, 10).is_empty(),
+            PromptLookup::new(0, 3).draft(&history, 10, true).is_empty(),
             "off"
         );
     }
@@ -136,43 +144,62 @@ mod tests {
     fn the_draft_length_adapts_and_failing_drafts_pause_drafting() {
         let history: Vec<u32> = (0..40).map(|i| i % 10).collect();
         let mut lookup = PromptLookup::new(8, 3);
-        assert_eq!(lookup.draft(&history, 100).len(), 8);
+        assert_eq!(lookup.draft(&history, 100, true).len(), 8);
         lookup.record(8, 2);
-        assert_eq!(lookup.draft(&history, 100).len(), 3, "accepted + 1");
+        assert_eq!(lookup.draft(&history, 100, true).len(), 3, "accepted + 1");
         lookup.record(3, 3);
         assert_eq!(
-            lookup.draft(&history, 100).len(),
+            lookup.draft(&history, 100, true).len(),
             5,
             "+2 after a full accept"
         );
         lookup.record(5, 0);
-        assert_eq!(lookup.draft(&history, 100).len(), 1, "a miss: one token");
+        assert_eq!(
+            lookup.draft(&history, 100, true).len(),
+            1,
+            "a miss: one token"
+        );
         for _ in 1..MISSES_BEFORE_PAUSE - 1 {
             lookup.record(1, 0);
-            assert_eq!(lookup.draft(&history, 100).len(), 1, "still drafting");
+            assert_eq!(lookup.draft(&history, 100, true).len(), 1, "still drafting");
         }
         lookup.record(1, 0);
         for _ in 0..2 {
-            assert!(lookup.draft(&history, 100).is_empty(), "paused");
+            assert!(lookup.draft(&history, 100, true).is_empty(), "paused");
         }
-        assert_eq!(lookup.draft(&history, 100).len(), 1, "the pause ends");
+        assert_eq!(lookup.draft(&history, 100, true).len(), 1, "the pause ends");
         lookup.record(1, 0);
         for _ in 0..4 {
-            assert!(lookup.draft(&history, 100).is_empty(), "the pause doubles");
+            assert!(
+                lookup.draft(&history, 100, true).is_empty(),
+                "the pause doubles"
+            );
         }
-        assert_eq!(lookup.draft(&history, 100).len(), 1);
+        assert_eq!(lookup.draft(&history, 100, true).len(), 1);
         for _ in 0..5 {
             lookup.record(1, 0);
-            let paused = std::iter::repeat_with(|| lookup.draft(&history, 100))
+            let paused = std::iter::repeat_with(|| lookup.draft(&history, 100, true))
                 .take_while(|d| d.is_empty())
                 .count();
             assert!(paused <= LONGEST_PAUSE, "at most {LONGEST_PAUSE}");
         }
         lookup.record(1, 1);
         assert_eq!(
-            lookup.draft(&history, 100).len(),
+            lookup.draft(&history, 100, true).len(),
             3,
             "a hit ends the pauses"
         );
+    }
+
+    #[test]
+    fn alone_failing_drafts_never_pause() {
+        let history: Vec<u32> = (0..40).map(|i| i % 10).collect();
+        let mut lookup = PromptLookup::new(8, 3);
+        for _ in 0..4 * MISSES_BEFORE_PAUSE {
+            assert_eq!(lookup.draft(&history, 100, false).len().min(1), 1);
+            lookup.record(1, 0);
+        }
+        // The misses still count: in a shared batch the pause applies at once.
+        assert!(lookup.draft(&history, 100, true).is_empty());
     }
 }

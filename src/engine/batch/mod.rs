@@ -46,6 +46,24 @@ pub const GATHER_WAIT: Duration = Duration::from_millis(2);
 /// Default for [`crate::LoadOptions::max_decode_batch`].
 pub const DEFAULT_MAX_DECODE_BATCH: usize = 8;
 
+/// Most positions a batched run of several rows feeds when drafts are verified in it: every
+/// row runs `max(1, this / rows)` positions at most (its token and the start of its draft;
+/// rows with shorter drafts are padded to the longest). One row alone is not cut. On a CPU
+/// a one-row run over a few positions costs about what a one-token step does (memory-bound),
+/// but a run over several rows × a long draft is compute-bound, and padded or rejected
+/// positions slow every row; chosen by measurement (BENCHMARKS.md).
+pub const VERIFY_POSITIONS_PER_BATCH: usize = 16;
+
+/// The positions each row of a batched run of `rows` rows may feed
+/// ([`VERIFY_POSITIONS_PER_BATCH`]); `usize::MAX` for one row.
+pub(crate) fn verify_width(rows: usize) -> usize {
+    if rows <= 1 {
+        usize::MAX
+    } else {
+        (VERIFY_POSITIONS_PER_BATCH / rows).max(1)
+    }
+}
+
 /// The decode-step combiner of one engine.
 pub(crate) struct Batcher {
     max_batch: usize,
@@ -118,15 +136,16 @@ impl<'e> DecodeSlot<'e> {
 
     /// Runs `ids` (a token and the draft after it) appended to `sequence` in one step,
     /// batched like [`DecodeSlot::step`] (rows feeding fewer tokens are padded, the padding
-    /// masked out), and writes the logits of each of its positions to `out`,
-    /// `ids.len() × vocab` floats in order; returns the vocabulary width. On error the
-    /// sequence must not be stepped again.
+    /// masked out). A batch of several rows may run only a prefix of `ids`
+    /// ([`VERIFY_POSITIONS_PER_BATCH`]; at least the first). Writes the logits of each
+    /// position it ran to `out`, `fed × vocab` floats in order, and returns the vocabulary
+    /// width and `fed`. On error the sequence must not be stepped again.
     pub fn step_many(
         &mut self,
         sequence: &mut Sequence,
         ids: &[u32],
         out: &mut Vec<f32>,
-    ) -> Result<usize> {
+    ) -> Result<(usize, usize)> {
         if ids.is_empty() {
             return Err(Error::InvalidArgument(
                 "a step needs at least one token".into(),
@@ -153,19 +172,31 @@ impl<'e> DecodeSlot<'e> {
         Ok(())
     }
 
+    /// Whether other generations share this one's batch now (its steps may then run with
+    /// them; see [`crate::generation::prompt_lookup`] for what drafting makes of it).
+    pub fn shared(&self) -> bool {
+        self.member.is_some()
+            && self
+                .engine
+                .decoding
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 1
+    }
+
     /// Submits a step of `ids` to the batcher (or runs it alone when the engine cannot
-    /// batch) and waits for its logits, `ids.len() × vocab` into `out`; returns the width.
+    /// batch) and waits for its logits, `fed × vocab` into `out` (`fed`: the ids the step
+    /// ran, a prefix of `ids`); returns the width and `fed`.
     fn submit(
         &mut self,
         sequence: &mut Sequence,
         ids: Vec<u32>,
         out: &mut Vec<f32>,
-    ) -> Result<usize> {
+    ) -> Result<(usize, usize)> {
         let Some(member) = self.member else {
             let vocab = self
                 .engine
                 .forward_keeping(sequence, &ids, ids.len(), out)?;
-            return Ok(vocab);
+            return Ok((vocab, ids.len()));
         };
         if sequence.is_empty() {
             return Err(Error::Internal(
@@ -185,7 +216,6 @@ impl<'e> DecodeSlot<'e> {
                 std::mem::take(&mut sequence.past),
             ))
         };
-        let fed = ids.len();
         let batcher = &self.engine.batcher;
         let mut state = batcher.lock();
         state.submit(Pending {
@@ -199,13 +229,13 @@ impl<'e> DecodeSlot<'e> {
             if let Some(result) = state.take_result(member) {
                 drop(state);
                 let output = result.map_err(Error::Runtime)?;
-                sequence.past_len += fed;
+                sequence.past_len += output.fed;
                 *out = output.logits;
                 sequence.run_time += output.run_time;
                 if output.batch_size > 1 {
                     sequence.batched_steps += 1;
                 }
-                return Ok(output.vocab);
+                return Ok((output.vocab, output.fed));
             }
             if state.leading {
                 state = batcher
@@ -408,7 +438,15 @@ fn step_batch(
             },
         }
     };
-    let ids: Vec<Vec<u32>> = batch.into_iter().map(|p| p.ids).collect();
+    // Drafts are cut to what a run of this many rows verifies at a profit.
+    let positions = verify_width(batch.len());
+    let ids: Vec<Vec<u32>> = batch
+        .into_iter()
+        .map(|mut p| {
+            p.ids.truncate(positions);
+            p.ids
+        })
+        .collect();
     let kept: Vec<usize> = (0..caches.members.len()).map(|r| caches.kept(r)).collect();
     let Caches {
         members,
@@ -426,10 +464,12 @@ fn step_batch(
         .iter()
         .copied()
         .zip(output.logits)
-        .map(|(member, logits)| {
+        .zip(&ids)
+        .map(|((member, logits), fed)| {
             (
                 member,
                 StepResult {
+                    fed: fed.len(),
                     logits,
                     vocab: output.vocab,
                     run_time: output.run_time,
@@ -461,4 +501,23 @@ fn step_batch(
         kv: output.present,
     };
     Ok((results, resident))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_of_several_rows_verifies_a_bounded_number_of_positions() {
+        assert_eq!(verify_width(1), usize::MAX, "one row is not cut");
+        assert_eq!(verify_width(2), VERIFY_POSITIONS_PER_BATCH / 2);
+        for rows in 2..=64 {
+            let width = verify_width(rows);
+            assert!(width >= 1, "every row runs its token");
+            assert!(
+                width == 1 || rows * width <= VERIFY_POSITIONS_PER_BATCH,
+                "{rows} rows × {width}"
+            );
+        }
+    }
 }

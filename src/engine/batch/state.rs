@@ -112,7 +112,10 @@ pub(super) struct Pending<K> {
 
 /// What a step gives back to its generation.
 pub(super) struct StepResult {
-    /// The logits of each position the step fed, float32, `ids.len() × vocab`.
+    /// How many of the submitted ids the step ran: all of them, or a prefix when the batch
+    /// cut the draft ([`super::verify_width`]).
+    pub(super) fed: usize,
+    /// The logits of each position the step fed, float32, `fed × vocab`.
     pub(super) logits: Vec<f32>,
     /// The vocabulary width of `logits`.
     pub(super) vocab: usize,
@@ -324,6 +327,7 @@ mod tests {
                 (
                     m,
                     StepResult {
+                        fed: 1,
                         logits: vec![m as f32],
                         vocab: 1,
                         run_time: Duration::ZERO,
